@@ -1,0 +1,72 @@
+"""Hybrid logical clocks that order edits across machines.
+
+An HLC is a fixed-width string ``"<wall ms:013d>.<counter:04d>.<host id>"`` so
+that it compares correctly both in Python and in SQL. The last value handed
+out lives in the database (``meta.hlc``), so the clock never runs backwards,
+and :func:`observe` moves it past every HLC applied from elsewhere: an edit
+made after seeing another edit sorts after it even when the wall clocks
+disagree.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+__all__ = ["tick", "observe", "parse", "format_hlc", "host_id"]
+
+_COUNTER_MAX = 9999
+
+
+def format_hlc(ms: int, counter: int, host: str) -> str:
+    return f"{ms:013d}.{counter:04d}.{host}"
+
+
+def parse(value: str) -> tuple[int, int, str]:
+    ms, counter, host = value.split(".", 2)
+    return int(ms), int(counter), host
+
+
+def host_id(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()[0])
+
+
+def _last(conn: sqlite3.Connection) -> tuple[int, int]:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'hlc'").fetchone()
+    if row is None:
+        return 0, 0
+    ms, counter, _ = parse(row[0])
+    return ms, counter
+
+
+def _store(conn: sqlite3.Connection, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('hlc', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [value],
+    )
+
+
+def tick(conn: sqlite3.Connection, *, now_ms: int | None = None) -> str:
+    """A new HLC for a local edit. Call inside the edit's write transaction."""
+    wall = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    last_ms, last_counter = _last(conn)
+    if wall > last_ms:
+        ms, counter = wall, 0
+    else:
+        ms, counter = last_ms, last_counter + 1
+        if counter > _COUNTER_MAX:
+            ms, counter = ms + 1, 0
+    value = format_hlc(ms, counter, host_id(conn))
+    _store(conn, value)
+    return value
+
+
+def observe(conn: sqlite3.Connection, seen: str | None) -> None:
+    """Advance the local clock past an HLC applied from another store."""
+    if not seen:
+        return
+    ms, counter, _ = parse(seen)
+    last_ms, last_counter = _last(conn)
+    if (ms, counter) > (last_ms, last_counter):
+        _store(conn, format_hlc(ms, counter, host_id(conn)))

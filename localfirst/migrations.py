@@ -1,0 +1,165 @@
+"""Append-only, named schema migrations.
+
+An applied migration is never edited: change the schema by appending a new
+function. ``tests/test_schema.py`` pins the schema of a fresh database against
+``docs/schema.md`` and upgrades the oldest schema to the newest.
+
+Every table that syncs has a globally unique key (a ULID, a content hash, or a
+ULID plus an ordinal); no synced row is identified by an integer rowid.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import ids
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+__all__ = ["MIGRATION_SET", "names", "apply"]
+
+MIGRATION_SET = "localfirst"
+
+# (name, function) in the order they apply. Kept as a plain list so that
+# opening an up-to-date database does not import sqlite-utils (~70 ms).
+_MIGRATIONS: list[tuple[str, Callable[[Any], None]]] = []
+
+
+def migration(name: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        assert all(n != name for n, _ in _MIGRATIONS), name
+        _MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+def names() -> list[str]:
+    """Names of every migration this version knows, oldest first."""
+    return [name for name, _ in _MIGRATIONS]
+
+
+def apply(conn: sqlite3.Connection, *, stop_before: str | None = None) -> None:
+    """Apply the pending migrations through sqlite-utils ``Migrations``.
+
+    The caller holds the write lock (``BEGIN IMMEDIATE``); each migration
+    runs in a savepoint inside it.
+    """
+    from sqlite_utils import Database
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for name, fn in _MIGRATIONS:
+        migrations(name=name)(fn)
+    db = Database(conn, recursive_triggers=False, execute_plugins=False)
+    migrations.apply(db, stop_before=stop_before)
+
+
+@migration("m001_initial")
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            name TEXT,
+            model TEXT,
+            created_utc TEXT NOT NULL,
+            name_hlc TEXT NOT NULL DEFAULT ''
+        );
+
+        -- rowid is declared so that it stays stable across VACUUM: the
+        -- full-text index points at it. It is local and never synced; the
+        -- identity of a response is its ULID.
+        CREATE TABLE responses (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            model TEXT NOT NULL,
+            resolved_model TEXT,
+            prompt TEXT,
+            system TEXT,
+            prompt_json TEXT,
+            options_json TEXT,
+            response TEXT,
+            response_json TEXT,
+            reasoning TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            token_details TEXT,
+            duration_ms INTEGER,
+            datetime_utc TEXT NOT NULL,
+            finish_reason TEXT,
+            simulated INTEGER NOT NULL DEFAULT 0,
+            extras TEXT
+        );
+        CREATE INDEX responses_datetime ON responses(datetime_utc);
+        CREATE INDEX responses_conversation ON responses(conversation_id, datetime_utc);
+
+        CREATE TABLE attachments (
+            id TEXT PRIMARY KEY,
+            mime_type TEXT,
+            size INTEGER NOT NULL,
+            content BLOB,
+            path TEXT,
+            url TEXT
+        );
+
+        CREATE TABLE parts (
+            response_id TEXT NOT NULL REFERENCES responses(id),
+            ordinal INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            type TEXT NOT NULL,
+            text TEXT,
+            tool_call_id TEXT,
+            tool_name TEXT,
+            arguments_json TEXT,
+            error TEXT,
+            attachment_id TEXT REFERENCES attachments(id),
+            extras TEXT,
+            PRIMARY KEY (response_id, ordinal)
+        ) WITHOUT ROWID;
+        CREATE INDEX parts_attachment ON parts(attachment_id)
+            WHERE attachment_id IS NOT NULL;
+
+        CREATE TABLE tombstones (
+            tbl TEXT NOT NULL,
+            key TEXT NOT NULL,
+            hlc TEXT NOT NULL,
+            PRIMARY KEY (tbl, key)
+        ) WITHOUT ROWID;
+
+        CREATE VIRTUAL TABLE responses_fts USING fts5(
+            prompt, response,
+            content = 'responses', content_rowid = 'rowid',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER responses_fts_insert AFTER INSERT ON responses BEGIN
+            INSERT INTO responses_fts (rowid, prompt, response)
+            VALUES (new.rowid, new.prompt, new.response);
+        END;
+        CREATE TRIGGER responses_fts_delete AFTER DELETE ON responses BEGIN
+            INSERT INTO responses_fts (responses_fts, rowid, prompt, response)
+            VALUES ('delete', old.rowid, old.prompt, old.response);
+        END;
+        CREATE TRIGGER responses_fts_update AFTER UPDATE OF prompt, response
+        ON responses BEGIN
+            INSERT INTO responses_fts (responses_fts, rowid, prompt, response)
+            VALUES ('delete', old.rowid, old.prompt, old.response);
+            INSERT INTO responses_fts (rowid, prompt, response)
+            VALUES (new.rowid, new.prompt, new.response);
+        END;
+        """
+    )
+    # The host id is made once, with the store; a copied database file keeps
+    # it, which is how sync notices two machines pushing as one.
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('host_id', ?)", [ids.new_id()]
+    )

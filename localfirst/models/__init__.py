@@ -1,0 +1,73 @@
+"""Models that answer prompts.
+
+A model takes a :class:`PromptRequest` (the prompt plus the conversation so
+far) and returns a :class:`~localfirst.records.Response`, calling ``on_text``
+with each piece of text as it arrives. ``echo`` is built in and offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import NotFound
+from ..records import Part, Response
+
+__all__ = ["Model", "PromptRequest", "EchoModel", "get_model", "builtin_models", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "echo"
+
+
+@dataclass
+class PromptRequest:
+    prompt: str | None
+    system: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    history: list[Response] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+
+
+class Model(Protocol):
+    name: str
+
+    def execute(self, request: PromptRequest, *, on_text: Callable[[str], None]) -> Response:
+        """Answer ``request``; call ``on_text`` with text as it arrives."""
+        ...
+
+
+class EchoModel:
+    """Answers with the prompt itself. Needs no network; good for demos and tests."""
+
+    name = "echo"
+
+    def execute(self, request: PromptRequest, *, on_text: Callable[[str], None]) -> Response:
+        text = request.prompt or ""
+        on_text(text)
+        words = len(text.split())
+        history_words = sum(len((r.prompt or "").split()) + len((r.response or "").split())
+                            for r in request.history)
+        return Response(
+            model=self.name,
+            resolved_model=self.name,
+            prompt=request.prompt,
+            system=request.system,
+            response=text,
+            options=request.options or None,
+            input_tokens=words + history_words + len((request.system or "").split()),
+            output_tokens=words,
+            finish_reason="stop",
+            parts=list(request.parts),
+        )
+
+
+def builtin_models() -> dict[str, Model]:
+    return {"echo": EchoModel()}
+
+
+def get_model(name: str) -> Model:
+    """The model called ``name``; a clear error when there is none."""
+    models = builtin_models()
+    if name in models:
+        return models[name]
+    raise NotFound(f"unknown model {name!r}; known models: {', '.join(sorted(models))}")

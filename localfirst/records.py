@@ -1,0 +1,282 @@
+"""The records localfirst stores: a response, its ordered parts, attachments.
+
+The same shape goes in (``localfirst log --json``, :meth:`Store.log`) and comes
+out (``logs list --json``), so a response read out can be logged again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+
+__all__ = ["Attachment", "Part", "Response", "PART_TYPES", "ROLES", "check_extras"]
+
+PART_TYPES = ("text", "reasoning", "tool_call", "tool_result", "attachment")
+# "user": sent with the prompt (tool results, attachments); "assistant": returned.
+ROLES = ("user", "assistant")
+
+
+@dataclass
+class Attachment:
+    """Bytes keyed by their sha256, with what is known of where they came from."""
+
+    content: bytes | None
+    mime_type: str | None = None
+    path: str | None = None
+    url: str | None = None
+    id: str = ""
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        if self.content is not None:
+            self.id = hashlib.sha256(self.content).hexdigest()
+            self.size = len(self.content)
+
+    def to_json(self, *, with_content: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "mime_type": self.mime_type,
+            "size": self.size,
+            "path": self.path,
+            "url": self.url,
+        }
+        if with_content and self.content is not None:
+            out["content_base64"] = base64.b64encode(self.content).decode()
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str = "attachment") -> Attachment:
+        if not isinstance(data, dict):
+            raise BadInput(f"{where} must be an object")
+        mime = data.get("mime_type")
+        if data.get("content_base64") is not None:
+            try:
+                content = base64.b64decode(data["content_base64"], validate=True)
+            except (ValueError, TypeError) as exc:
+                raise BadInput(f"{where}: content_base64 is not valid base64") from exc
+            return cls(content, mime, data.get("path"), data.get("url"))
+        if data.get("path"):
+            path = Path(str(data["path"])).expanduser()
+            try:
+                content = path.read_bytes()
+            except OSError as exc:
+                raise BadInput(f"{where}: cannot read {path}: {exc.strerror}") from exc
+            return cls(content, mime or _guess_mime(path), str(path), data.get("url"))
+        if data.get("url"):
+            return cls(None, mime, None, str(data["url"]), id=_url_id(str(data["url"])))
+        raise BadInput(f"{where} needs content_base64, path or url")
+
+
+def _url_id(url: str) -> str:
+    # An attachment known only by URL is keyed by the hash of the URL itself.
+    return hashlib.sha256(("url:" + url).encode()).hexdigest()
+
+
+def _guess_mime(path: Path) -> str | None:
+    import mimetypes
+
+    return mimetypes.guess_type(path.name)[0]
+
+
+@dataclass
+class Part:
+    """One ordered piece of an exchange."""
+
+    type: str
+    role: str = "assistant"
+    text: str | None = None
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    arguments: Any = None
+    error: str | None = None
+    attachment: Attachment | None = None
+    extras: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "role": self.role}
+        if self.type in ("text", "reasoning"):
+            out["text"] = self.text
+        elif self.type == "tool_call":
+            out.update(tool_call_id=self.tool_call_id, name=self.tool_name, arguments=self.arguments)
+        elif self.type == "tool_result":
+            out.update(tool_call_id=self.tool_call_id, name=self.tool_name, output=self.text, error=self.error)
+        elif self.type == "attachment" and self.attachment is not None:
+            out["attachment"] = self.attachment.to_json()
+        if self.extras:
+            out["extras"] = self.extras
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str = "part") -> Part:
+        if not isinstance(data, dict):
+            raise BadInput(f"{where} must be an object")
+        kind = data.get("type")
+        if kind not in PART_TYPES:
+            raise BadInput(f"{where}: type must be one of {', '.join(PART_TYPES)}")
+        default_role = "user" if kind in ("tool_result", "attachment") else "assistant"
+        role = data.get("role", default_role)
+        if role not in ROLES:
+            raise BadInput(f"{where}: role must be 'user' or 'assistant'")
+        part = cls(type=kind, role=role, extras=check_extras(data.get("extras"), f"{where}.extras"))
+        if kind in ("text", "reasoning"):
+            part.text = _string(data.get("text"), f"{where}.text", required=True)
+        elif kind == "tool_call":
+            part.tool_call_id = _string(data.get("tool_call_id"), f"{where}.tool_call_id")
+            part.tool_name = _string(data.get("name"), f"{where}.name", required=True)
+            part.arguments = data.get("arguments")
+        elif kind == "tool_result":
+            part.tool_call_id = _string(data.get("tool_call_id"), f"{where}.tool_call_id")
+            part.tool_name = _string(data.get("name"), f"{where}.name")
+            output = data.get("output")
+            part.text = output if output is None or isinstance(output, str) else json.dumps(output)
+            part.error = _string(data.get("error"), f"{where}.error")
+        else:
+            part.attachment = Attachment.from_json(data.get("attachment", data), where=where)
+        return part
+
+
+def _string(value: Any, where: str, *, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise BadInput(f"{where} is required")
+        return None
+    if not isinstance(value, str):
+        raise BadInput(f"{where} must be a string")
+    return value
+
+
+def _obj(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadInput(f"{where} must be an object")
+    return value
+
+
+def check_extras(value: Any, where: str = "extras") -> dict[str, Any] | None:
+    """Extras keys are namespaced by whoever wrote them: ``"anthropic:cache_control"``."""
+    extras = _obj(value, where)
+    for key in extras or {}:
+        ns, sep, name = key.partition(":")
+        if not (ns and sep and name):
+            raise BadInput(f"{where} key {key!r} must be namespaced, like \"anthropic:cache_control\"")
+    return extras
+
+
+def _int(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{where} must be an integer")
+    return value
+
+
+@dataclass
+class Response:
+    """One exchange: a prompt and what came back, with everything around it."""
+
+    model: str
+    prompt: str | None = None
+    response: str | None = None
+    system: str | None = None
+    id: str | None = None
+    conversation_id: str | None = None
+    conversation_name: str | None = None
+    resolved_model: str | None = None
+    prompt_json: Any = None
+    options: dict[str, Any] | None = None
+    response_json: Any = None
+    reasoning: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    token_details: dict[str, Any] | None = None
+    duration_ms: int | None = None
+    datetime_utc: str | None = None
+    finish_reason: str | None = None
+    simulated: bool = False
+    extras: dict[str, Any] | None = None
+    parts: list[Part] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented, stable JSON shape of ``logs list --json``."""
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "conversation_name": self.conversation_name,
+            "model": self.model,
+            "resolved_model": self.resolved_model,
+            "prompt": self.prompt,
+            "system": self.system,
+            "prompt_json": self.prompt_json,
+            "options": self.options,
+            "response": self.response,
+            "response_json": self.response_json,
+            "reasoning": self.reasoning,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "token_details": self.token_details,
+            "duration_ms": self.duration_ms,
+            "datetime_utc": self.datetime_utc,
+            "finish_reason": self.finish_reason,
+            "simulated": self.simulated,
+            "extras": self.extras,
+            "parts": [p.to_json() for p in self.parts],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, model: str | None = None) -> Response:
+        """Read one exchange as given to ``localfirst log --json``.
+
+        Required: a model (in the document or from ``-m``) and at least one of
+        ``prompt``, ``response`` or ``parts``. ``usage`` may hold the token
+        counts; ``attachments`` are added as parts of the prompt.
+        """
+        if not isinstance(data, dict):
+            raise BadInput("the exchange must be a JSON object")
+        chosen = model or data.get("model")
+        if not chosen or not isinstance(chosen, str):
+            raise BadInput("the exchange needs a model: a \"model\" field or -m")
+        if not any(data.get(k) is not None for k in ("prompt", "response", "parts")):
+            raise BadInput("the exchange needs at least one of \"prompt\", \"response\" or \"parts\"")
+        usage = _obj(data.get("usage"), "usage") or {}
+        parts_in = data.get("parts") or []
+        if not isinstance(parts_in, list):
+            raise BadInput("parts must be a list")
+        parts = [Part.from_json(p, where=f"parts[{i}]") for i, p in enumerate(parts_in)]
+        atts = data.get("attachments") or []
+        if not isinstance(atts, list):
+            raise BadInput("attachments must be a list")
+        for i, a in enumerate(atts):
+            parts.insert(i, Part(type="attachment", role="user",
+                                 attachment=Attachment.from_json(a, where=f"attachments[{i}]")))
+        cid = _string(data.get("conversation_id"), "conversation_id")
+        rid = _string(data.get("id"), "id")
+        return cls(
+            model=chosen,
+            id=rid,
+            prompt=_string(data.get("prompt"), "prompt"),
+            response=_string(data.get("response"), "response"),
+            system=_string(data.get("system"), "system"),
+            conversation_id=cid,
+            conversation_name=_string(data.get("conversation_name"), "conversation_name"),
+            resolved_model=_string(data.get("resolved_model"), "resolved_model"),
+            prompt_json=data.get("prompt_json"),
+            options=_obj(data.get("options"), "options"),
+            response_json=data.get("response_json"),
+            reasoning=_string(data.get("reasoning"), "reasoning"),
+            input_tokens=_int(data.get("input_tokens", usage.get("input_tokens")), "input_tokens"),
+            output_tokens=_int(data.get("output_tokens", usage.get("output_tokens")), "output_tokens"),
+            token_details=_obj(data.get("token_details", usage.get("details")), "token_details"),
+            duration_ms=_int(data.get("duration_ms"), "duration_ms"),
+            datetime_utc=_string(data.get("datetime_utc"), "datetime_utc"),
+            finish_reason=_string(data.get("finish_reason"), "finish_reason"),
+            simulated=bool(data.get("simulated", False)),
+            extras=check_extras(data.get("extras")),
+            parts=parts,
+        )

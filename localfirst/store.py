@@ -1,0 +1,469 @@
+"""Store(db): write and read conversations, responses, parts and attachments.
+
+The store takes an open connection and migrates it on construction. Every
+write runs in one ``BEGIN IMMEDIATE`` transaction, so a failed write leaves
+nothing behind and concurrent writers wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import hlc, ids
+from .db import check_schema, migrate, open_database, translate
+from .errors import BadInput, NotFound
+from .records import Attachment, Part, Response
+from .timeutil import now_utc
+
+__all__ = ["Store", "Conversation", "Status"]
+
+RESPONSE_COLUMNS = (
+    "id", "conversation_id", "model", "resolved_model", "prompt", "system",
+    "prompt_json", "options_json", "response", "response_json", "reasoning",
+    "input_tokens", "output_tokens", "token_details", "duration_ms",
+    "datetime_utc", "finish_reason", "simulated", "extras",
+)
+PART_COLUMNS = (
+    "response_id", "ordinal", "role", "type", "text", "tool_call_id",
+    "tool_name", "arguments_json", "error", "attachment_id", "extras",
+)
+_SELECT_RESPONSE = (
+    "SELECT " + ", ".join(f"r.{c}" for c in RESPONSE_COLUMNS) + ", c.name "
+    "FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
+)
+_INSERT_RESPONSE = (
+    f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(RESPONSE_COLUMNS))})"
+)
+_INSERT_PART = (
+    f"INSERT INTO parts ({', '.join(PART_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
+)
+
+
+@dataclass
+class Conversation:
+    id: str
+    name: str | None
+    model: str | None
+    created_utc: str
+    responses: int
+    last_utc: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "model": self.model,
+            "created_utc": self.created_utc, "responses": self.responses,
+            "last_utc": self.last_utc,
+        }
+
+
+@dataclass
+class Status:
+    path: str
+    conversations: int
+    responses: int
+    attachments: int
+    size_bytes: int
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Lower-case a ULID given by a user, or refuse it."""
+    if not ids.is_id(value):
+        raise BadInput(f"{value!r} is not a valid {what} (a 26-character ULID)")
+    return value.lower()
+
+
+def conversation_name(prompt: str | None) -> str | None:
+    """A conversation is named after the start of its first prompt."""
+    if not prompt:
+        return None
+    line = " ".join(prompt.split())
+    return line if len(line) <= 40 else line[:39] + "…"
+
+
+class Store:
+    """Conversations and responses in one SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection, *, path: str = ":memory:") -> None:
+        self.conn = conn
+        self.path = path
+        if check_schema(conn, path):
+            migrate(conn, path)
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = True) -> Store:
+        return cls(open_database(path, create=create), path=str(path))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; everything in it lands, or nothing does."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise translate(exc, self.path) from exc
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def host_id(self) -> str:
+        return hlc.host_id(self.conn)
+
+    # -- writing -----------------------------------------------------------
+
+    def log(self, response: Response) -> str:
+        """Record one exchange and return its response id."""
+        return self.log_many([response])[0]
+
+    def log_many(self, responses: Iterable[Response]) -> list[str]:
+        """Record many exchanges in one transaction; returns their ids."""
+        out: list[str] = []
+        with self.write() as conn:
+            known: set[str] = set()
+            for r in responses:
+                out.append(self._insert(conn, r, known))
+        return out
+
+    def _insert(self, conn: sqlite3.Connection, r: Response, known: set[str]) -> str:
+        cid = r.conversation_id
+        if cid is None:
+            cid = ids.new_id()
+            conn.execute(
+                "INSERT INTO conversations (id, name, model, created_utc) VALUES (?, ?, ?, ?)",
+                [cid, r.conversation_name or conversation_name(r.prompt), r.model, now_utc()],
+            )
+            r.conversation_id = cid
+        elif cid not in known:
+            cid = check_id(cid, "conversation id")
+            if conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is None:
+                raise NotFound(f"no conversation with id {cid}")
+            r.conversation_id = cid
+        known.add(cid)
+        rid = check_id(r.id, "response id") if r.id else ids.new_id()
+        r.id = rid
+        if r.datetime_utc is None:
+            r.datetime_utc = now_utc()
+        assistant_text = [p.text or "" for p in r.parts if p.role == "assistant" and p.type == "text"]
+        if r.response is None and assistant_text:
+            r.response = "".join(assistant_text)
+        reasoning = [p.text or "" for p in r.parts if p.type == "reasoning"]
+        if r.reasoning is None and reasoning:
+            r.reasoning = "".join(reasoning)
+        try:
+            conn.execute(_INSERT_RESPONSE, [
+                rid, cid, r.model, r.resolved_model, r.prompt, r.system,
+                _dumps(r.prompt_json), _dumps(r.options), r.response,
+                _dumps(r.response_json), r.reasoning, r.input_tokens,
+                r.output_tokens, _dumps(r.token_details), r.duration_ms,
+                r.datetime_utc, r.finish_reason, int(r.simulated), _dumps(r.extras),
+            ])
+        except sqlite3.IntegrityError as exc:
+            raise BadInput(f"a response with id {rid} already exists") from exc
+        if r.parts:
+            rows = []
+            for ordinal, p in enumerate(r.parts):
+                att_id = None
+                if p.attachment is not None:
+                    att_id = self._insert_attachment(conn, p.attachment)
+                rows.append((
+                    rid, ordinal, p.role, p.type, p.text, p.tool_call_id, p.tool_name,
+                    _dumps(p.arguments), p.error, att_id, _dumps(p.extras),
+                ))
+            conn.executemany(_INSERT_PART, rows)
+        return rid
+
+    @staticmethod
+    def _insert_attachment(conn: sqlite3.Connection, a: Attachment) -> str:
+        conn.execute(
+            "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [a.id, a.mime_type, a.size, a.content, a.path, a.url],
+        )
+        return a.id
+
+    def rename_conversation(self, cid: str, name: str) -> None:
+        cid = check_id(cid, "conversation id")
+        with self.write() as conn:
+            stamp = hlc.tick(conn)
+            cur = conn.execute(
+                "UPDATE conversations SET name = ?, name_hlc = ? WHERE id = ?", [name, stamp, cid]
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"no conversation with id {cid}")
+
+    # -- reading -----------------------------------------------------------
+
+    def last_conversation_id(self) -> str | None:
+        """The conversation with the most recent response, by time."""
+        row = self.conn.execute(
+            "SELECT conversation_id FROM responses ORDER BY datetime_utc DESC, id DESC LIMIT 1"
+        ).fetchone()
+        return row[0] if row else None
+
+    def pick_conversation(self, *, continue_latest: bool = False, cid: str | None = None) -> str | None:
+        """The conversation ``-c`` or ``--cid`` names, checked; None for a new one."""
+        if cid is not None:
+            if continue_latest:
+                raise BadInput("use either -c/--continue or --cid, not both")
+            cid = check_id(cid, "conversation id")
+            if not self.conversation_exists(cid):
+                raise NotFound(f"no conversation with id {cid}")
+            return cid
+        if continue_latest:
+            latest = self.last_conversation_id()
+            if latest is None:
+                raise NotFound("there is no conversation to continue yet")
+            return latest
+        return None
+
+    def conversation_model(self, cid: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT model FROM responses WHERE conversation_id = ? ORDER BY datetime_utc DESC LIMIT 1", [cid]
+        ).fetchone()
+        return row[0] if row else None
+
+    def conversation_exists(self, cid: str) -> bool:
+        cid = check_id(cid, "conversation id")
+        return self.conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is not None
+
+    def history(self, cid: str) -> list[Response]:
+        """Every response of a conversation, oldest first, with its parts."""
+        cid = check_id(cid, "conversation id")
+        if not self.conversation_exists(cid):
+            raise NotFound(f"no conversation with id {cid}")
+        rows = self.conn.execute(
+            _SELECT_RESPONSE + " WHERE r.conversation_id = ? ORDER BY r.datetime_utc, r.id", [cid]
+        ).fetchall()
+        return self._build(rows)
+
+    def get_response(self, rid: str) -> Response:
+        rid = check_id(rid, "response id")
+        rows = self.conn.execute(_SELECT_RESPONSE + " WHERE r.id = ?", [rid]).fetchall()
+        if not rows:
+            raise NotFound(f"no response with id {rid}")
+        return self._build(rows)[0]
+
+    def list_responses(
+        self,
+        *,
+        count: int = 3,
+        query: str | None = None,
+        model: str | None = None,
+        conversation_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Response]:
+        """Responses matching every filter given.
+
+        Without ``query``: the latest ``count`` (0 for all), oldest first.
+        With ``query``: full-text matches, the best ``count`` first.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if model:
+            where.append("(r.model = ? OR r.resolved_model = ?)")
+            params += [model, model]
+        if conversation_id:
+            cid = check_id(conversation_id, "conversation id")
+            if not self.conversation_exists(cid):
+                raise NotFound(f"no conversation with id {cid}")
+            where.append("r.conversation_id = ?")
+            params.append(cid)
+        if since:
+            where.append("r.datetime_utc >= ?")
+            params.append(since)
+        if until:
+            where.append("r.datetime_utc <= ?")
+            params.append(until)
+        limit = f" LIMIT {int(count)}" if count > 0 else ""
+        if query:
+            fts = fts_query(query)
+            if fts is None:
+                return []
+            sql = (
+                _SELECT_RESPONSE + " JOIN responses_fts ON responses_fts.rowid = r.rowid"
+                " WHERE responses_fts MATCH ?" + "".join(f" AND {w}" for w in where)
+                + " ORDER BY responses_fts.rank, r.datetime_utc DESC" + limit
+            )
+            rows = self.conn.execute(sql, [fts, *params]).fetchall()
+            return self._build(rows)
+        sql = (
+            _SELECT_RESPONSE + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.datetime_utc DESC, r.id DESC" + limit
+        )
+        rows = self.conn.execute(sql, params).fetchall()
+        rows.reverse()
+        return self._build(rows)
+
+    def _build(self, rows: list[tuple[Any, ...]]) -> list[Response]:
+        out = []
+        for row in rows:
+            d = dict(zip(RESPONSE_COLUMNS, row))
+            out.append(Response(
+                id=d["id"], conversation_id=d["conversation_id"], conversation_name=row[-1],
+                model=d["model"], resolved_model=d["resolved_model"], prompt=d["prompt"],
+                system=d["system"], prompt_json=_loads(d["prompt_json"]),
+                options=_loads(d["options_json"]), response=d["response"],
+                response_json=_loads(d["response_json"]), reasoning=d["reasoning"],
+                input_tokens=d["input_tokens"], output_tokens=d["output_tokens"],
+                token_details=_loads(d["token_details"]), duration_ms=d["duration_ms"],
+                datetime_utc=d["datetime_utc"], finish_reason=d["finish_reason"],
+                simulated=bool(d["simulated"]), extras=_loads(d["extras"]),
+            ))
+        if out:
+            self._attach_parts(out)
+        return out
+
+    def _attach_parts(self, responses: list[Response]) -> None:
+        by_id = {r.id: r for r in responses}
+        marks = ", ".join("?" * len(by_id))
+        rows = self.conn.execute(
+            f"SELECT {', '.join('p.' + c for c in PART_COLUMNS)}, a.mime_type, a.size, a.path, a.url "
+            f"FROM parts p LEFT JOIN attachments a ON a.id = p.attachment_id "
+            f"WHERE p.response_id IN ({marks}) ORDER BY p.response_id, p.ordinal",
+            list(by_id),
+        ).fetchall()
+        for row in rows:
+            d = dict(zip(PART_COLUMNS, row))
+            att = None
+            if d["attachment_id"] is not None:
+                mime, size, path, url = row[len(PART_COLUMNS):]
+                att = Attachment(None, mime, path, url, id=d["attachment_id"], size=size or 0)
+            by_id[d["response_id"]].parts.append(Part(
+                type=d["type"], role=d["role"], text=d["text"], tool_call_id=d["tool_call_id"],
+                tool_name=d["tool_name"], arguments=_loads(d["arguments_json"]), error=d["error"],
+                attachment=att, extras=_loads(d["extras"]),
+            ))
+
+    def attachment_content(self, attachment_id: str) -> bytes | None:
+        row = self.conn.execute("SELECT content FROM attachments WHERE id = ?", [attachment_id]).fetchone()
+        if row is None:
+            raise NotFound(f"no attachment with id {attachment_id}")
+        return row[0]
+
+    def conversations(self, *, count: int = 0) -> list[Conversation]:
+        """Conversations, most recently active first."""
+        limit = f" LIMIT {int(count)}" if count > 0 else ""
+        rows = self.conn.execute(
+            "SELECT c.id, c.name, c.model, c.created_utc, count(r.id), max(r.datetime_utc) AS last "
+            "FROM conversations c LEFT JOIN responses r ON r.conversation_id = c.id "
+            "GROUP BY c.id ORDER BY coalesce(last, c.created_utc) DESC" + limit
+        ).fetchall()
+        return [Conversation(*row) for row in rows]
+
+    def status(self) -> Status:
+        counts = [
+            self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("conversations", "responses", "attachments")
+        ]
+        size = 0
+        if self.path != ":memory:":
+            for suffix in ("", "-wal"):
+                try:
+                    size += os.path.getsize(self.path + suffix)
+                except OSError:
+                    pass
+        return Status(self.path, counts[0], counts[1], counts[2], size)
+
+    # -- deleting ----------------------------------------------------------
+
+    def select_for_delete(
+        self,
+        *,
+        response_ids: Iterable[str] = (),
+        conversation_id: str | None = None,
+        before: str | None = None,
+    ) -> list[str]:
+        """Ids of the responses a delete would remove; unknown ids are an error."""
+        chosen: list[str] = []
+        for rid in response_ids:
+            rid = check_id(rid, "response id")
+            if self.conn.execute("SELECT 1 FROM responses WHERE id = ?", [rid]).fetchone() is None:
+                raise NotFound(f"no response with id {rid}")
+            chosen.append(rid)
+        if conversation_id is not None:
+            cid = check_id(conversation_id, "conversation id")
+            if not self.conversation_exists(cid):
+                raise NotFound(f"no conversation with id {cid}")
+            chosen += [r[0] for r in self.conn.execute(
+                "SELECT id FROM responses WHERE conversation_id = ?", [cid])]
+        if before is not None:
+            chosen += [r[0] for r in self.conn.execute(
+                "SELECT id FROM responses WHERE datetime_utc < ?", [before])]
+        return list(dict.fromkeys(chosen))
+
+    def delete(self, response_ids: Iterable[str], *, conversation_id: str | None = None) -> int:
+        """Delete responses (and a whole conversation, when named).
+
+        Leaves a tombstone for every deleted key so that sync and merge never
+        bring it back; conversations left empty go too; attachments no longer
+        referenced are removed locally.
+        """
+        rids = list(response_ids)
+        with self.write() as conn:
+            stamp = hlc.tick(conn)
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS _doomed (id TEXT PRIMARY KEY)")
+            conn.execute("DELETE FROM _doomed")
+            conn.executemany("INSERT OR IGNORE INTO _doomed (id) VALUES (?)", [(r,) for r in rids])
+            touched = [r[0] for r in conn.execute(
+                "SELECT DISTINCT conversation_id FROM responses WHERE id IN (SELECT id FROM _doomed)")]
+            atts = [r[0] for r in conn.execute(
+                "SELECT DISTINCT attachment_id FROM parts WHERE attachment_id IS NOT NULL "
+                "AND response_id IN (SELECT id FROM _doomed)")]
+            conn.execute("DELETE FROM parts WHERE response_id IN (SELECT id FROM _doomed)")
+            deleted = conn.execute("DELETE FROM responses WHERE id IN (SELECT id FROM _doomed)").rowcount
+            conn.execute(
+                "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) SELECT 'responses', id, ? FROM _doomed",
+                [stamp])
+            if conversation_id is not None:
+                touched.append(conversation_id)
+            for cid in dict.fromkeys(touched):
+                empty = conn.execute(
+                    "SELECT 1 FROM responses WHERE conversation_id = ? LIMIT 1", [cid]).fetchone() is None
+                if empty:
+                    conn.execute("DELETE FROM conversations WHERE id = ?", [cid])
+                    conn.execute(
+                        "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) VALUES ('conversations', ?, ?)",
+                        [cid, stamp])
+            for att in atts:
+                conn.execute(
+                    "DELETE FROM attachments WHERE id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM parts WHERE attachment_id = ?)", [att, att])
+            conn.execute("DELETE FROM _doomed")
+        return deleted
+
+
+def fts_query(text: str) -> str | None:
+    """Quote each word so that user input is never parsed as FTS5 syntax."""
+    words = text.split()
+    if not words:
+        return None
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)

@@ -1,0 +1,141 @@
+"""Merging another localfirst database file into this one.
+
+Every synced row has a globally unique key, so merging is "insert if absent"
+for immutable rows, last writer wins by HLC for mutable fields (a
+conversation's name), and tombstones win over rows: a key deleted in either
+file is deleted in the result. The result is the same whichever file is
+merged into which, and merging twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localfirst import hlc
+from localfirst.db import check_schema, connect, translate
+from localfirst.errors import BadInput, DatabaseError
+from localfirst.store import Store
+
+__all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
+
+# Immutable tables in the order rows must land, with the column whose
+# tombstone removes a row (the tombstone's table in brackets).
+IMMUTABLE_TABLES: tuple[tuple[str, str, str | None], ...] = (
+    ("conversations", "id", "conversations"),
+    ("attachments", "id", None),
+    ("responses", "id", "responses"),
+    ("parts", "response_id", "responses"),
+)
+# Columns that are local to one file and never copied.
+LOCAL_COLUMNS = {"rowid"}
+
+
+@dataclass
+class MergeResult:
+    added: dict[str, int] = field(default_factory=dict)
+    renamed: int = 0
+    deleted: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.added.values()) + self.renamed + self.deleted
+
+    def summary(self, source: str) -> str:
+        parts = [f"{n} {table}" for table, n in self.added.items()]
+        return (
+            f"Merged {source}: added {', '.join(parts)}; "
+            f"{self.renamed} renames, {self.deleted} deletions applied"
+        )
+
+
+def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _check_other(path: Path) -> None:
+    """Refuse a missing, foreign, corrupt or newer file before touching ours."""
+    if not path.exists():
+        raise BadInput(f"{path} does not exist")
+    if path.is_dir():
+        raise BadInput(f"{path} is a directory, not a database file")
+    conn = connect(path, readonly=True)
+    try:
+        pending = check_schema(conn, str(path))
+        try:
+            conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.Error as exc:
+            raise translate(exc, str(path)) from exc
+    finally:
+        conn.close()
+    if "m001_initial" in pending:
+        raise DatabaseError(f"{path} is empty: it holds no localfirst data")
+
+
+def merge_database(store: Store, other: str | Path) -> MergeResult:
+    """Merge every row of the database at ``other`` into ``store``, in one transaction."""
+    path = Path(other).expanduser()
+    _check_other(path)
+    if store.path != ":memory:" and path.resolve() == Path(store.path).resolve():
+        raise BadInput("cannot merge a database into itself")
+    conn = store.conn
+    uri = path.resolve().as_uri() + "?mode=ro"
+    try:
+        conn.execute("ATTACH DATABASE ? AS other", [uri])
+    except sqlite3.Error as exc:
+        raise translate(exc, str(path)) from exc
+    result = MergeResult()
+    try:
+        with store.write():
+            result.deleted = _merge_tombstones(conn)
+            for table, key, tomb in IMMUTABLE_TABLES:
+                ours = _columns(conn, "main", table)
+                theirs = set(_columns(conn, "other", table))
+                cols = ", ".join(c for c in ours if c in theirs and c not in LOCAL_COLUMNS)
+                where = (
+                    f" WHERE {key} NOT IN (SELECT key FROM main.tombstones WHERE tbl = '{tomb}')"
+                    if tomb else ""
+                )
+                cur = conn.execute(
+                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table}{where}"
+                )
+                result.added[table] = max(cur.rowcount, 0)
+            result.renamed = _merge_names(conn)
+            seen = conn.execute(
+                "SELECT max(h) FROM (SELECT max(name_hlc) AS h FROM other.conversations "
+                "UNION ALL SELECT max(hlc) FROM other.tombstones)"
+            ).fetchone()[0]
+            hlc.observe(conn, seen)
+    finally:
+        conn.execute("DETACH DATABASE other")
+    return result
+
+
+def _merge_tombstones(conn: sqlite3.Connection) -> int:
+    """Take the other file's tombstones and delete what they name here."""
+    conn.execute(
+        "INSERT INTO main.tombstones (tbl, key, hlc) SELECT tbl, key, hlc FROM other.tombstones WHERE true "
+        "ON CONFLICT (tbl, key) DO UPDATE SET hlc = max(hlc, excluded.hlc)"
+    )
+    conn.execute(
+        "DELETE FROM main.parts WHERE response_id IN "
+        "(SELECT key FROM other.tombstones WHERE tbl = 'responses')"
+    )
+    deleted = conn.execute(
+        "DELETE FROM main.responses WHERE id IN (SELECT key FROM other.tombstones WHERE tbl = 'responses')"
+    ).rowcount
+    deleted += conn.execute(
+        "DELETE FROM main.conversations WHERE id IN "
+        "(SELECT key FROM other.tombstones WHERE tbl = 'conversations')"
+    ).rowcount
+    return deleted
+
+
+def _merge_names(conn: sqlite3.Connection) -> int:
+    """Last writer wins per conversation name, by HLC."""
+    return conn.execute(
+        "UPDATE main.conversations SET name = o.name, name_hlc = o.name_hlc "
+        "FROM other.conversations AS o "
+        "WHERE o.id = main.conversations.id AND o.name_hlc > main.conversations.name_hlc"
+    ).rowcount

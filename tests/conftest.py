@@ -1,0 +1,81 @@
+"""Fixtures shared by every test: an isolated home, stores, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from localfirst import cli
+from localfirst.store import Store
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the real home, environment or cloud."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("LOCALFIRST_HOME", str(home))
+    monkeypatch.setenv("HOME", str(home))
+    for key in list(os.environ):
+        if key.startswith("AWS_") or key.startswith("LLM_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+    return home
+
+
+@pytest.fixture
+def fresh_store() -> Iterator[Store]:
+    """A migrated store on an in-memory database."""
+    from localfirst.db import connect
+
+    store = Store(connect(":memory:"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """A path where a database file may be created."""
+    return tmp_path / "logs.db"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run the CLI in-process: run("logs", "list", input="...") -> Result."""
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        import io
+
+        class Stdin(io.StringIO):
+            def isatty(self) -> bool:
+                return False
+
+        monkeypatch.setattr(sys, "stdin", Stdin(input or ""))
+        capsys.readouterr()
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def run_subprocess(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m localfirst`` as a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "localfirst", *args],
+        input=input, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
+    )
