@@ -133,9 +133,11 @@ def _merge_tombstones(conn: sqlite3.Connection) -> int:
 
 
 def _merge_names(conn: sqlite3.Connection) -> int:
-    """Last writer wins per conversation name, by HLC."""
+    """Last writer wins per conversation name, by HLC (then by name, for a copied file)."""
     return conn.execute(
         "UPDATE main.conversations SET name = o.name, name_hlc = o.name_hlc "
         "FROM other.conversations AS o "
-        "WHERE o.id = main.conversations.id AND o.name_hlc > main.conversations.name_hlc"
+        "WHERE o.id = main.conversations.id AND (o.name_hlc > main.conversations.name_hlc "
+        "OR (o.name_hlc = main.conversations.name_hlc "
+        "AND coalesce(o.name, '') > coalesce(main.conversations.name, '')))"
     ).rowcount
