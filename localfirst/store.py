@@ -326,7 +326,7 @@ class Store:
     def _build(self, rows: list[tuple[Any, ...]]) -> list[Response]:
         out = []
         for row in rows:
-            d = dict(zip(RESPONSE_COLUMNS, row))
+            d = dict(zip(RESPONSE_COLUMNS, row[:-1], strict=True))
             out.append(Response(
                 id=d["id"], conversation_id=d["conversation_id"], conversation_name=row[-1],
                 model=d["model"], resolved_model=d["resolved_model"], prompt=d["prompt"],
@@ -352,7 +352,7 @@ class Store:
             list(by_id),
         ).fetchall()
         for row in rows:
-            d = dict(zip(PART_COLUMNS, row))
+            d = dict(zip(PART_COLUMNS, row[:len(PART_COLUMNS)], strict=True))
             att = None
             if d["attachment_id"] is not None:
                 mime, size, path, url = row[len(PART_COLUMNS):]
@@ -367,7 +367,7 @@ class Store:
         row = self.conn.execute("SELECT content FROM attachments WHERE id = ?", [attachment_id]).fetchone()
         if row is None:
             raise NotFound(f"no attachment with id {attachment_id}")
-        return row[0]
+        return None if row[0] is None else bytes(row[0])
 
     def conversations(self, *, count: int = 0) -> list[Conversation]:
         """Conversations, most recently active first."""

@@ -15,14 +15,14 @@ _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime(_FORMAT)
+    return dt.datetime.now(dt.UTC).strftime(_FORMAT)
 
 
 def to_utc_text(value: dt.datetime) -> str:
     """Normalise an aware or naive (taken as UTC) datetime to the stored form."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime(_FORMAT)
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime(_FORMAT)
 
 
 def normalise(text: str) -> str:

@@ -4,12 +4,11 @@ import sqlite3
 import sys
 
 import pytest
+from conftest import run_subprocess
+from helpers import assert_one_line_error, dump
 
 from localfirst import paths
 from localfirst.store import Store
-
-from conftest import run_subprocess
-from helpers import assert_one_line_error, dump
 
 UNKNOWN = "01m7xhnvbscbetp2ef6kz6yg5v"
 

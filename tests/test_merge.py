@@ -2,6 +2,7 @@ import shutil
 import sqlite3
 
 import pytest
+from helpers import assert_one_line_error, dump
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -9,8 +10,6 @@ from localfirst.errors import BadInput, DatabaseError, NotADatabase, SchemaTooNe
 from localfirst.records import Attachment, Part, Response
 from localfirst.store import Store
 from sync.merge import merge_database
-
-from helpers import assert_one_line_error, dump
 
 SYNCED = {
     "conversations": "id, name, model, created_utc, name_hlc",

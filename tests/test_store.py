@@ -25,7 +25,8 @@ def full_exchange(**overrides):
         finish_reason="tool_use",
         extras={"anthropic:cache_control": {"type": "ephemeral"}},
         parts=[
-            Part(type="attachment", role="user", attachment=Attachment(b"\x89PNG data", "image/png", path="/tmp/a.png")),
+            Part(type="attachment", role="user",
+                 attachment=Attachment(b"\x89PNG data", "image/png", path="/tmp/a.png")),
             Part(type="reasoning", text="The user wants weather."),
             Part(type="text", text="Let me check."),
             Part(type="tool_call", tool_call_id="toolu_1", tool_name="weather", arguments={"city": "Paris"}),
