@@ -100,8 +100,8 @@ def m001_initial(db: Database) -> None:
             simulated INTEGER NOT NULL DEFAULT 0,
             extras TEXT
         );
-        CREATE INDEX responses_datetime ON responses(datetime_utc);
-        CREATE INDEX responses_conversation ON responses(conversation_id, datetime_utc);
+        CREATE INDEX responses_datetime ON responses(datetime_utc, id);
+        CREATE INDEX responses_conversation ON responses(conversation_id, datetime_utc, id);
 
         CREATE TABLE attachments (
             id TEXT PRIMARY KEY,

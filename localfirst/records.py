@@ -6,8 +6,6 @@ out (``logs list --json``), so a response read out can be logged again.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,8 @@ class Attachment:
 
     def __post_init__(self) -> None:
         if self.content is not None:
+            import hashlib  # only paid by commands that store attachments
+
             self.id = hashlib.sha256(self.content).hexdigest()
             self.size = len(self.content)
 
@@ -47,6 +47,8 @@ class Attachment:
             "url": self.url,
         }
         if with_content and self.content is not None:
+            import base64
+
             out["content_base64"] = base64.b64encode(self.content).decode()
         return out
 
@@ -56,6 +58,8 @@ class Attachment:
             raise BadInput(f"{where} must be an object")
         mime = data.get("mime_type")
         if data.get("content_base64") is not None:
+            import base64
+
             try:
                 content = base64.b64decode(data["content_base64"], validate=True)
             except (ValueError, TypeError) as exc:
@@ -74,6 +78,8 @@ class Attachment:
 
 
 def _url_id(url: str) -> str:
+    import hashlib
+
     # An attachment known only by URL is keyed by the hash of the URL itself.
     return hashlib.sha256(("url:" + url).encode()).hexdigest()
 

@@ -144,70 +144,77 @@ class Store:
         return self.log_many([response])[0]
 
     def log_many(self, responses: Iterable[Response]) -> list[str]:
-        """Record many exchanges in one transaction; returns their ids."""
+        """Record many exchanges in one transaction; returns their ids.
+
+        Rows are gathered first and written with one ``executemany`` per
+        table: the per-row cost is then mostly SQLite's own.
+        """
+        conversations: list[tuple[Any, ...]] = []
+        rows: list[tuple[Any, ...]] = []
+        parts: list[tuple[Any, ...]] = []
+        attachments: dict[str, Attachment] = {}
         out: list[str] = []
+        given: list[str] = []
         with self.write() as conn:
             known: set[str] = set()
             for r in responses:
-                out.append(self._insert(conn, r, known))
-        return out
-
-    def _insert(self, conn: sqlite3.Connection, r: Response, known: set[str]) -> str:
-        cid = r.conversation_id
-        if cid is None:
-            cid = ids.new_id()
-            conn.execute(
-                "INSERT INTO conversations (id, name, model, created_utc) VALUES (?, ?, ?, ?)",
-                [cid, r.conversation_name or conversation_name(r.prompt), r.model, now_utc()],
-            )
-            r.conversation_id = cid
-        elif cid not in known:
-            cid = check_id(cid, "conversation id")
-            if conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is None:
-                raise NotFound(f"no conversation with id {cid}")
-            r.conversation_id = cid
-        known.add(cid)
-        rid = check_id(r.id, "response id") if r.id else ids.new_id()
-        r.id = rid
-        if r.datetime_utc is None:
-            r.datetime_utc = now_utc()
-        assistant_text = [p.text or "" for p in r.parts if p.role == "assistant" and p.type == "text"]
-        if r.response is None and assistant_text:
-            r.response = "".join(assistant_text)
-        reasoning = [p.text or "" for p in r.parts if p.type == "reasoning"]
-        if r.reasoning is None and reasoning:
-            r.reasoning = "".join(reasoning)
-        try:
-            conn.execute(_INSERT_RESPONSE, [
-                rid, cid, r.model, r.resolved_model, r.prompt, r.system,
-                _dumps(r.prompt_json), _dumps(r.options), r.response,
-                _dumps(r.response_json), r.reasoning, r.input_tokens,
-                r.output_tokens, _dumps(r.token_details), r.duration_ms,
-                r.datetime_utc, r.finish_reason, int(r.simulated), _dumps(r.extras),
-            ])
-        except sqlite3.IntegrityError as exc:
-            raise BadInput(f"a response with id {rid} already exists") from exc
-        if r.parts:
-            rows = []
-            for ordinal, p in enumerate(r.parts):
-                att_id = None
-                if p.attachment is not None:
-                    att_id = self._insert_attachment(conn, p.attachment)
+                cid = r.conversation_id
+                if cid is None:
+                    cid = ids.new_id()
+                    conversations.append(
+                        (cid, r.conversation_name or conversation_name(r.prompt), r.model, now_utc()))
+                elif cid not in known:
+                    cid = check_id(cid, "conversation id")
+                    if conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is None:
+                        raise NotFound(f"no conversation with id {cid}")
+                known.add(cid)
+                if r.id:
+                    rid = check_id(r.id, "response id")
+                    given.append(rid)
+                else:
+                    rid = ids.new_id()
+                r.id, r.conversation_id = rid, cid
+                if r.datetime_utc is None:
+                    r.datetime_utc = now_utc()
+                if r.parts:
+                    if r.response is None:
+                        text = [p.text or "" for p in r.parts if p.role == "assistant" and p.type == "text"]
+                        r.response = "".join(text) if text else None
+                    if r.reasoning is None:
+                        thought = [p.text or "" for p in r.parts if p.type == "reasoning"]
+                        r.reasoning = "".join(thought) if thought else None
+                    for ordinal, p in enumerate(r.parts):
+                        if p.attachment is not None:
+                            attachments.setdefault(p.attachment.id, p.attachment)
+                        parts.append((
+                            rid, ordinal, p.role, p.type, p.text, p.tool_call_id, p.tool_name,
+                            _dumps(p.arguments), p.error, p.attachment.id if p.attachment else None,
+                            _dumps(p.extras),
+                        ))
                 rows.append((
-                    rid, ordinal, p.role, p.type, p.text, p.tool_call_id, p.tool_name,
-                    _dumps(p.arguments), p.error, att_id, _dumps(p.extras),
+                    rid, cid, r.model, r.resolved_model, r.prompt, r.system,
+                    _dumps(r.prompt_json), _dumps(r.options), r.response,
+                    _dumps(r.response_json), r.reasoning, r.input_tokens,
+                    r.output_tokens, _dumps(r.token_details), r.duration_ms,
+                    r.datetime_utc, r.finish_reason, int(r.simulated), _dumps(r.extras),
                 ))
-            conn.executemany(_INSERT_PART, rows)
-        return rid
-
-    @staticmethod
-    def _insert_attachment(conn: sqlite3.Connection, a: Attachment) -> str:
-        conn.execute(
-            "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [a.id, a.mime_type, a.size, a.content, a.path, a.url],
-        )
-        return a.id
+                out.append(rid)
+            conn.executemany(
+                "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(a.id, a.mime_type, a.size, a.content, a.path, a.url) for a in attachments.values()],
+            )
+            conn.executemany(
+                "INSERT INTO conversations (id, name, model, created_utc) VALUES (?, ?, ?, ?)", conversations)
+            for rid in given:
+                if conn.execute("SELECT 1 FROM responses WHERE id = ?", [rid]).fetchone():
+                    raise BadInput(f"a response with id {rid} already exists")
+            try:
+                conn.executemany(_INSERT_RESPONSE, rows)
+            except sqlite3.IntegrityError as exc:
+                raise BadInput("the same response id appears twice in one batch") from exc
+            conn.executemany(_INSERT_PART, parts)
+        return out
 
     def rename_conversation(self, cid: str, name: str) -> None:
         cid = check_id(cid, "conversation id")

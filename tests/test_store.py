@@ -228,3 +228,10 @@ def test_writes_to_a_read_only_connection_fail_cleanly(db_path):
         store.log(Response(model="m", prompt="x"))
     store.close()
     assert sqlite3.connect(db_path).execute("SELECT count(*) FROM responses").fetchone()[0] == 0
+
+
+def test_a_response_id_cannot_be_logged_twice(fresh_store):
+    rid = fresh_store.log(Response(model="m", prompt="once"))
+    with pytest.raises(BadInput, match=rid):
+        fresh_store.log_many([Response(model="m", prompt="fresh"), Response(model="m", prompt="again", id=rid)])
+    assert fresh_store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 1

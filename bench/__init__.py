@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints a table with ratios against a baseline run beside it."""

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmarks: timing, medians, tables, sample data."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from localfirst.records import Part, Response
+
+
+def median_ms(fn: Callable[[], object], *, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def command_ms(args: Sequence[str], *, runs: int = 21, env: dict[str, str] | None = None) -> float:
+    """Median wall time of a command, in ms."""
+    def once() -> None:
+        subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=True)
+    once()  # warm the page cache and .pyc files
+    return median_ms(once, runs=runs)
+
+
+def table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    out = [f"\n### {title}\n", line(header), "| " + " | ".join("-" * w for w in widths) + " |"]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def sample_responses(n: int, *, conversations: int = 0, seed: str = "") -> list[Response]:
+    """Realistic-looking exchanges: a paragraph of prompt and response, some tool calls."""
+    words = ("local first software keeps data on the device syncs later conflict free "
+             "sqlite ulid merge push pull changeset remote bucket prompt response model").split()
+    out = []
+    for i in range(n):
+        text = " ".join(words[(i * 7 + k) % len(words)] for k in range(40))
+        parts = []
+        if i % 10 == 0:
+            parts = [Part(type="text", text=text[:80]),
+                     Part(type="tool_call", tool_call_id=f"call_{i}", tool_name="search", arguments={"q": text[:20]})]
+        out.append(Response(model="bench-model", prompt=f"{seed}{i} {text[:120]}", response=text,
+                            input_tokens=40, output_tokens=60, options={"temperature": 0.1}, parts=parts))
+    return out
+
+
+def python() -> str:
+    return sys.executable
+
+
+def size_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6
