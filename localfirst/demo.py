@@ -68,9 +68,9 @@ def _ids(payload: str) -> list[str]:
 
 def _sync_through_folder(remote: Path) -> bool:
     """Sync both machines through a folder remote, when this build has sync."""
-    try:
-        import sync.engine  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("sync.engine") is None:
         return False
     url = remote.as_uri()
     for machine in ("laptop", "desktop"):
