@@ -315,10 +315,15 @@ class Store:
             fts = fts_query(query)
             if fts is None:
                 return []
+            # Without other filters FTS5 can stop after the best `count`
+            # matches; with filters every match has to be ranked.
+            hits = "SELECT rowid, rank FROM responses_fts WHERE responses_fts MATCH ?"
+            if not where:
+                hits += " ORDER BY rank" + limit
             sql = (
-                _SELECT_RESPONSE + " JOIN responses_fts ON responses_fts.rowid = r.rowid"
-                " WHERE responses_fts MATCH ?" + "".join(f" AND {w}" for w in where)
-                + " ORDER BY responses_fts.rank, r.datetime_utc DESC" + limit
+                f"WITH hits AS ({hits}) " + _SELECT_RESPONSE + " JOIN hits ON hits.rowid = r.rowid"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + " ORDER BY hits.rank, r.datetime_utc DESC" + limit
             )
             rows = self.conn.execute(sql, [fts, *params]).fetchall()
             return self._build(rows)
