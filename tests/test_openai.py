@@ -15,7 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 from chat_server import (
-    Reply, body, chunk, completion, event, running, sse, stream_text, usage_chunk,
+    Reply,
+    body,
+    chunk,
+    completion,
+    event,
+    running,
+    sse,
+    stream_text,
+    usage_chunk,
 )
 
 from localfirst import paths
@@ -260,7 +268,8 @@ def test_continue_replays_the_whole_history_in_order(server, srv, run):
         {"role": "assistant", "content": "6"},
         {"role": "user", "content": "Weather in Oslo?"},
         {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "12C", "name": "get_weather"},
         {"role": "assistant", "content": "It is 12C."},
     ]
