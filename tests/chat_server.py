@@ -25,6 +25,7 @@ class Reply:
     content_type: str = "text/event-stream"
     delay: float = 0.0
     expect: list[dict[str, Any]] | None = None  # the exact messages this request must carry
+    wait: float = 0.0  # before answering at all
 
 
 @dataclass
@@ -118,6 +119,7 @@ class ChatServer:
                 if reply.expect is not None and data.get("messages") != reply.expect:
                     reply = Reply(status=400, content_type="application/json", pieces=[json.dumps(
                         {"error": {"message": f"history mismatch: got {data.get('messages')!r}"}}).encode()])
+                time.sleep(reply.wait)
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 self.end_headers()

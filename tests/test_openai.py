@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -238,8 +239,6 @@ def test_a_server_that_ignores_stream_true_still_works(server, srv, run):
 
 def test_slow_tokens_arrive_one_by_one(server, srv):
     server.script(stream_text("a", "b", "c", "d", delay=0.05))
-    import time
-
     stamps: list[float] = []
     store = Store.open(paths.home() / "logs.db")
     response = run_prompt(lambda: store, "q", model=srv, on_text=lambda _t: stamps.append(time.perf_counter()))
@@ -433,6 +432,27 @@ def test_sigint_to_a_real_process(server, srv):
     assert kept.extras == {"openai:id": "chatcmpl-1", "localfirst:interrupted": True}
     assert (kept.response or "").startswith("t0 ") and len(kept.response or "") < 200 * 4
     store.close()
+
+
+def test_sigint_before_the_first_byte_logs_nothing(server, srv, run):
+    assert run("log", "-m", "echo", "-p", "earlier", "-r", "kept").code == 0
+    before = db_state()
+    reply = stream_text("late")
+    reply.wait = 5.0
+    server.script(reply)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localfirst", "prompt", "-m", srv, "hello"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ),
+    )
+    deadline = time.monotonic() + 20
+    while not server.seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.seen, "the request never reached the server"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert err.decode().strip() == "Error: interrupted before the model answered; nothing logged"
+    assert db_state() == before
 
 
 # -- the key never leaks -------------------------------------------------------------
