@@ -332,6 +332,7 @@ def test_error_statuses_show_the_servers_message_without_the_key(server, srv, ru
     (Reply(pieces=[event(chunk("a")), b"data: {not json\n\n", b"data: [DONE]\n\n"]), "not JSON"),
     (Reply(pieces=[]), "empty stream"),
     (Reply(pieces=[b": only a comment\n\n"]), "empty stream"),
+    (Reply(pieces=[b"data: [DONE]\n\n"]), "empty stream"),
     (Reply(pieces=[event(chunk("a")), event({"error": {"message": "model overloaded"}})]), "model overloaded"),
     (Reply(pieces=[event(["not", "an", "object"]), b"data: [DONE]\n\n"]), "not an object"),
     (Reply(pieces=[b"oops"], content_type="text/html"), "text/event-stream"),

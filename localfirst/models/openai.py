@@ -184,9 +184,9 @@ class OpenAIChatModel:
                         on_text(text)
             except KeyboardInterrupt:
                 return True
+        if reader.chunks == 0:
+            raise ModelError(f"{self._where()} sent an empty stream")
         if not done:
-            if reader.chunks == 0:
-                raise ModelError(f"{self._where()} sent an empty stream")
             raise ModelError(f"{self._where()}: the stream ended before [DONE]; the answer may be cut short")
         return False
 
