@@ -168,9 +168,10 @@ def prompt_command(
     if template is not None:
         from .templates import apply_template
 
-        filled = apply_template(open_store(), template, input=prompt, params=_pairs(param))
-        prompt, extras, options = filled.prompt, filled.extras, {**filled.options, **options}
-        model, system = model or filled.model, system if system is not None else filled.system
+        filled = apply_template(open_store(), template, input=prompt, params=_pairs(param),
+                                model=model, system=system, options=options)
+        prompt, model, system, options = filled.prompt, filled.model, filled.system, filled.options
+        extras = filled.extras
     elif param:
         raise BadInput("-p/--param fills a template's variables: add -t NAME")
     if prompt is None:

@@ -263,6 +263,23 @@ def fill_template(version: TemplateVersion, *, input: str | None, params: dict[s
                   {"localfirst:template": version.name, "localfirst:template_version": version.id})
 
 
-def apply_template(store: Store, name: str, *, input: str | None, params: dict[str, str]) -> Filled:
-    """The current version of ``name``, filled in (see :func:`fill_template`)."""
-    return fill_template(get_template(store, name), input=input, params=params)
+def apply_template(
+    store: Store,
+    name: str,
+    *,
+    input: str | None,
+    params: dict[str, str],
+    model: str | None = None,
+    system: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Filled:
+    """The current version of ``name``, filled in (see :func:`fill_template`).
+
+    ``model``, ``system`` and ``options`` given on the command line win over
+    the template's (options key by key).
+    """
+    filled = fill_template(get_template(store, name), input=input, params=params)
+    filled.model = model or filled.model
+    filled.system = system if system is not None else filled.system
+    filled.options = {**filled.options, **(options or {})}
+    return filled
