@@ -142,13 +142,19 @@ def log_command(
 
 @app.command("prompt")
 def prompt_command(
-    prompt: Optional[str] = typer.Argument(None, help="The prompt (default: stdin)."),
+    prompt: Optional[str] = typer.Argument(None, help="The prompt, or a template's input (default: stdin)."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model to use."),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt."),
     continue_: bool = typer.Option(False, "-c", "--continue", help="Continue the latest conversation."),
     cid: Optional[str] = typer.Option(None, "--cid", help="Continue this conversation."),
     option: list[str] = typer.Option([], "-o", "--option", metavar=PAIR, help="Model option, repeatable."),
     no_log: bool = typer.Option(False, "--no-log", help="Do not log this exchange."),
+    template: Optional[str] = typer.Option(None, "-t", "--template", help="Fill and run this template."),
+    param: list[str] = typer.Option([], "-p", "--param", metavar=PAIR, help="Template variable, repeatable."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer instead of streaming."),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", help="Seconds to wait for the model's next bytes (default 300).", metavar="SECONDS"
+    ),
 ) -> None:
     """Send a prompt to a model and log the exchange."""
     from .prompting import run_prompt
@@ -156,6 +162,18 @@ def prompt_command(
     stdin = _stdin_text()
     if stdin is not None and stdin.strip():
         prompt = stdin if prompt is None else f"{prompt}\n\n{stdin}"
+    options, extras = _options(option), None
+    if timeout is not None and timeout <= 0:
+        raise BadInput("--timeout must be more than 0 seconds")
+    if template is not None:
+        from .templates import apply_template
+
+        filled = apply_template(open_store(), template, input=prompt, params=_pairs(param),
+                                model=model, system=system, options=options)
+        prompt, model, system, options = filled.prompt, filled.model, filled.system, filled.options
+        extras = filled.extras
+    elif param:
+        raise BadInput("-p/--param fills a template's variables: add -t NAME")
     if prompt is None:
         raise BadInput("give a prompt as an argument or on stdin")
 
@@ -163,11 +181,16 @@ def prompt_command(
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    run_prompt(
-        open_store, prompt, model=model, system=system, options=_options(option),
+    response = run_prompt(
+        open_store, prompt, model=model, system=system, options=options,
         continue_latest=continue_, cid=cid, log=not no_log, on_text=show,
+        stream=not no_stream, timeout=timeout, extras=extras,
     )
     sys.stdout.write("\n")
+    if (response.extras or {}).get("localfirst:interrupted"):
+        logged = f"; logged what arrived as {response.id}" if response.id else ""
+        typer.echo(f"Interrupted{logged}", err=True)
+        raise typer.Exit(130)
 
 
 # -- logs ------------------------------------------------------------------
@@ -321,6 +344,189 @@ def merge_command(other: Path = typer.Argument(..., help="Another localfirst dat
 
     result = merge_database(open_store(), other)
     typer.echo(result.summary(str(other)))
+
+
+# -- models and templates ---------------------------------------------------
+
+models_app = typer.Typer(help="Configure the model servers localfirst can prompt.", no_args_is_help=True)
+templates_app = typer.Typer(help="The prompt library: templates kept in the database.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(templates_app, name="templates")
+
+
+def _pairs(pairs: list[Any]) -> dict[str, str]:
+    """``-p VAR VALUE`` / ``--header K V``: values stay text."""
+    return {str(key): str(value) for key, value in pairs}
+
+
+@models_app.command("add")
+def models_add(
+    name: str = typer.Argument(..., help="Name to use with -m."),
+    base_url: str = typer.Option(..., "--base-url", help="The server's OpenAI-compatible base URL (…/v1)."),
+    model_id: str = typer.Option(..., "--model", help="The model id the server knows."),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="Read the API key from this variable."),
+    header: list[str] = typer.Option([], "--header", metavar=PAIR, help="Extra HTTP header, repeatable."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Read time-out in seconds.", metavar="SECONDS"),
+    default: bool = typer.Option(False, "--default", help="Also make it the default model."),
+) -> None:
+    """Add (or replace) a model on an OpenAI-compatible server."""
+    from .models.config import add_model
+
+    add_model(name, base_url=base_url, model=model_id, api_key_env=api_key_env, headers=_pairs(header),
+              timeout=timeout, make_default=default)
+    typer.echo(f"Added model {name}" + (" (default)" if default else ""))
+
+
+@models_app.command("list")
+def models_list(json_output: bool = typer.Option(False, "--json", help="Output a JSON array.")) -> None:
+    """Configured models; * marks the default."""
+    from .listing import models_table
+    from .models import default_model_name
+    from .models.config import key_source, load_config
+
+    models = list(load_config().models.values())
+    if json_output:
+        _print_json([m.to_json() for m in models])
+    else:
+        sources = {m.name: key_source(m) for m in models}
+        typer.echo(models_table(models, default=default_model_name(), key_sources=sources))
+
+
+@models_app.command("default")
+def models_default(name: Optional[str] = typer.Argument(None, help="Model to use without -m.")) -> None:
+    """Show or set the model used when -m is not given."""
+    from .models import default_model_name
+    from .models.config import set_default
+
+    if name is not None:
+        set_default(name)
+    typer.echo(default_model_name())
+
+
+@models_app.command("remove")
+def models_remove(name: str = typer.Argument(..., help="Configured model name.")) -> None:
+    """Remove a model and its stored key."""
+    from .models.config import remove_model
+
+    remove_model(name)
+    typer.echo(f"Removed model {name}")
+
+
+@models_app.command("key")
+def models_key(name: str = typer.Argument(..., help="Configured model name.")) -> None:
+    """Store a model's API key in the keys file (mode 0600); reads it from stdin."""
+    from .models.config import keys_path, set_key
+
+    key = _stdin_text()
+    if key is None:
+        key = typer.prompt(f"API key for {name}", hide_input=True)
+    set_key(name, key)
+    typer.echo(f"Saved the key for {name} in {keys_path()}")
+
+
+@templates_app.command("add")
+def templates_add(
+    name: str = typer.Argument(..., help="Template name."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt, with $variables and $input."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt, with $variables."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model to use by default."),
+    option: list[str] = typer.Option([], "-o", "--option", metavar=PAIR, help="Model option, repeatable."),
+    default: list[str] = typer.Option([], "-d", "--default", metavar=PAIR, help="Variable default, repeatable."),
+) -> None:
+    """Save a new template."""
+    from .templates import add_template
+
+    version = add_template(open_store(), name, prompt=prompt, system=system, model=model,
+                           options=_options(option), defaults=_pairs(default))
+    variables = " ".join("$" + v for v in version.variables())
+    typer.echo(f"Saved template {name}" + (f" (variables: {variables})" if variables else ""))
+
+
+@templates_app.command("list")
+def templates_list(json_output: bool = typer.Option(False, "--json", help="Output a JSON array.")) -> None:
+    """Every template, by name."""
+    from .listing import templates_table
+    from .templates import list_templates
+
+    found = list_templates(open_store())
+    if json_output:
+        _print_json([t.to_json() for t in found])
+    else:
+        typer.echo(templates_table(found))
+
+
+@templates_app.command("show")
+def templates_show(
+    name: str = typer.Argument(..., help="Template name."),
+    json_output: bool = typer.Option(False, "--json", help="Output JSON."),
+) -> None:
+    """Show a template's current version as YAML."""
+    from .template_files import dump_template_yaml
+    from .templates import get_template
+
+    version = get_template(open_store(), name)
+    if json_output:
+        _print_json(version.to_json())
+    else:
+        typer.echo(dump_template_yaml(version).rstrip("\n"))
+
+
+@templates_app.command("edit")
+def templates_edit(name: str = typer.Argument(..., help="Template name.")) -> None:
+    """Edit a template in $EDITOR; saving it adds a version."""
+    from .template_files import edit_template
+
+    version = edit_template(open_store(), name)
+    typer.echo(f"Saved a new version of {name}" if version else f"No changes to {name}")
+
+
+@templates_app.command("rm")
+def templates_rm(name: str = typer.Argument(..., help="Template name.")) -> None:
+    """Delete a template and all its versions, on every machine after sync."""
+    from .templates import remove_template
+
+    count = remove_template(open_store(), name)
+    typer.echo(f"Deleted template {name} ({count} versions)")
+
+
+@templates_app.command("history")
+def templates_history(
+    name: str = typer.Argument(..., help="Template name."),
+    json_output: bool = typer.Option(False, "--json", help="Output a JSON array."),
+) -> None:
+    """Every version of a template, newest first."""
+    from .listing import template_history_text
+    from .templates import template_history
+
+    versions = template_history(open_store(), name)
+    if json_output:
+        _print_json([v.to_json() for v in versions])
+    else:
+        typer.echo(template_history_text(versions))
+
+
+@templates_app.command("import")
+def templates_import(
+    directory: Path = typer.Argument(..., help="Directory of llm template YAML files."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse files with keys localfirst does not know."),
+) -> None:
+    """Import llm's template YAML files (NAME.yaml) from a directory."""
+    from .template_files import import_templates
+
+    result = import_templates(open_store(), directory.expanduser(), strict=strict)
+    for name, keys in result.unknown_keys.items():
+        typer.echo(f"Warning: {name}: kept unknown keys {', '.join(keys)} as extras", err=True)
+    typer.echo(f"Imported {len(result.added)} new, {len(result.changed)} changed, "
+               f"{len(result.unchanged)} unchanged templates")
+
+
+@templates_app.command("export")
+def templates_export(directory: Path = typer.Argument(..., help="Directory to write NAME.yaml files to.")) -> None:
+    """Write every template as an llm template YAML file."""
+    from .template_files import export_templates
+
+    written = export_templates(open_store(), directory.expanduser())
+    typer.echo(f"Exported {len(written)} templates to {directory}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -16,6 +16,7 @@ __all__ = [
     "SchemaTooNew",
     "ConfigError",
     "ModelError",
+    "Interrupted",
     "RemoteError",
     "ForkDetected",
     "CorruptObject",
@@ -71,6 +72,12 @@ class ModelError(LocalFirstError):
     """A model server refused, failed or sent something we cannot read."""
 
     exit_code = 6
+
+
+class Interrupted(LocalFirstError):
+    """The user pressed Ctrl-C before anything worth keeping arrived."""
+
+    exit_code = 130
 
 
 class RemoteError(LocalFirstError):

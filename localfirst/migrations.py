@@ -163,3 +163,36 @@ def m001_initial(db: Database) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('host_id', ?)", [ids.new_id()]
     )
+
+
+@migration("m010_templates")
+def m010_templates(db: Database) -> None:
+    # A template is an immutable (id, name) row plus immutable versions; the
+    # current version is the one with the newest HLC. No row is ever updated,
+    # so two machines editing the same template merge by "insert if absent".
+    # Two machines may each create a template of the same name (two ids): the
+    # name then resolves to the newest version among all of them.
+    db.executescript(
+        """
+        CREATE TABLE templates (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created_utc TEXT NOT NULL
+        );
+        CREATE INDEX templates_name ON templates(name);
+
+        CREATE TABLE template_versions (
+            id TEXT PRIMARY KEY,
+            template_id TEXT NOT NULL REFERENCES templates(id),
+            hlc TEXT NOT NULL,
+            prompt TEXT,
+            system TEXT,
+            model TEXT,
+            options_json TEXT,
+            defaults_json TEXT,
+            extras TEXT,
+            created_utc TEXT NOT NULL
+        );
+        CREATE INDEX template_versions_template ON template_versions(template_id, hlc);
+        """
+    )

@@ -27,6 +27,8 @@ IMMUTABLE_TABLES: tuple[tuple[str, str, str | None], ...] = (
     ("attachments", "id", None),
     ("responses", "id", "responses"),
     ("parts", "response_id", "responses"),
+    ("templates", "id", "templates"),
+    ("template_versions", "template_id", "templates"),
 )
 # Columns that are local to one file and never copied.
 LOCAL_COLUMNS = {"rowid"}
@@ -93,6 +95,8 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
                 ours = _columns(conn, "main", table)
                 theirs = set(_columns(conn, "other", table))
                 cols = ", ".join(c for c in ours if c in theirs and c not in LOCAL_COLUMNS)
+                if not cols:
+                    continue  # the other file predates this table
                 where = (
                     f" WHERE {key} NOT IN (SELECT key FROM main.tombstones WHERE tbl = '{tomb}')"
                     if tomb else ""
@@ -107,6 +111,8 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
                 "UNION ALL SELECT max(hlc) FROM other.tombstones)"
             ).fetchone()[0]
             hlc.observe(conn, seen)
+            if _columns(conn, "other", "template_versions"):
+                hlc.observe(conn, conn.execute("SELECT max(hlc) FROM other.template_versions").fetchone()[0])
     finally:
         conn.execute("DETACH DATABASE other")
     return result
@@ -128,6 +134,13 @@ def _merge_tombstones(conn: sqlite3.Connection) -> int:
     deleted += conn.execute(
         "DELETE FROM main.conversations WHERE id IN "
         "(SELECT key FROM other.tombstones WHERE tbl = 'conversations')"
+    ).rowcount
+    conn.execute(
+        "DELETE FROM main.template_versions WHERE template_id IN "
+        "(SELECT key FROM other.tombstones WHERE tbl = 'templates')"
+    )
+    deleted += conn.execute(
+        "DELETE FROM main.templates WHERE id IN (SELECT key FROM other.tombstones WHERE tbl = 'templates')"
     ).rowcount
     return deleted
 

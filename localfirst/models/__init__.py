@@ -14,7 +14,9 @@ from typing import Any, Protocol
 from ..errors import NotFound
 from ..records import Part, Response
 
-__all__ = ["Model", "PromptRequest", "EchoModel", "get_model", "builtin_models", "DEFAULT_MODEL"]
+__all__ = [
+    "Model", "PromptRequest", "EchoModel", "get_model", "builtin_models", "default_model_name", "DEFAULT_MODEL",
+]
 
 DEFAULT_MODEL = "echo"
 
@@ -26,6 +28,10 @@ class PromptRequest:
     options: dict[str, Any] = field(default_factory=dict)
     history: list[Response] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
+    # How to call an HTTP model: stream server-sent events, and how long to
+    # wait for the next byte (None: the model's configured time-out).
+    stream: bool = True
+    timeout: float | None = None
 
 
 class Model(Protocol):
@@ -66,8 +72,25 @@ def builtin_models() -> dict[str, Model]:
 
 
 def get_model(name: str) -> Model:
-    """The model called ``name``; a clear error when there is none."""
+    """The model called ``name``: built in, or configured in ``models.toml``."""
     models = builtin_models()
     if name in models:
         return models[name]
-    raise NotFound(f"unknown model {name!r}; known models: {', '.join(sorted(models))}")
+    from .config import load_config
+
+    configured = load_config().models
+    if name in configured:
+        from .openai import OpenAIChatModel
+
+        return OpenAIChatModel(configured[name])
+    known = ", ".join(sorted([*models, *configured]))
+    raise NotFound(f"unknown model {name!r}; known models: {known} (add one with `localfirst models add`)")
+
+
+def default_model_name() -> str:
+    """The model used without ``-m``: ``models default``, else ``echo``."""
+    from .config import config_path, load_config
+
+    if not config_path().exists():
+        return DEFAULT_MODEL
+    return load_config().default or DEFAULT_MODEL

@@ -1,0 +1,51 @@
+"""Text renderings of configured models and templates for the terminal. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .models.config import ModelConfig
+from .templates import TemplateVersion
+
+__all__ = ["models_table", "templates_table", "template_history_text", "table"]
+
+
+def table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        ("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])) + "  " + r[-1]).rstrip() for r in rows
+    )
+
+
+def models_table(models: list[ModelConfig], *, default: str, key_sources: dict[str, str]) -> str:
+    rows = [("", "NAME", "MODEL", "KEY", "BASE URL")]
+    rows.append(("*" if default == "echo" else "", "echo", "(built in, offline)", "", ""))
+    for m in models:
+        rows.append(("*" if default == m.name else "", m.name, m.model, key_sources.get(m.name, ""), m.base_url))
+    return table(rows)
+
+
+def _one_line(text: str | None, width: int = 60) -> str:
+    line = " ".join((text or "").split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def templates_table(templates: list[TemplateVersion]) -> str:
+    if not templates:
+        return "No templates."
+    rows = [("NAME", "VARIABLES", "MODEL", "PROMPT")]
+    for t in templates:
+        rows.append((t.name, " ".join("$" + v for v in t.variables()), t.model or "",
+                     _one_line(t.prompt or (f"(system) {t.system}" if t.system else ""))))
+    return table(rows)
+
+
+def template_history_text(versions: list[TemplateVersion]) -> str:
+    copies = len({v.template_id for v in versions})
+    rows = [("VERSION", "SAVED (UTC)", "MODEL", "PROMPT")]
+    for v in versions:
+        rows.append((v.id, v.created_utc[:19].replace("T", " "), v.model or "", _one_line(v.prompt or v.system)))
+    note = f"\n\n{copies} templates were created under this name on different machines; the newest version wins." \
+        if copies > 1 else ""
+    return table(rows) + note
