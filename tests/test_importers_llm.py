@@ -10,9 +10,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from llm_dbs import (
+    CID,
+    CID2,
+    HAVE_LLM,
+    IMG_ID,
+    NO_LLM,
+    PNG,
+    R1,
+    R2,
+    R3,
+    R4,
+    URL,
+    make_current_db,
+    make_legacy_db,
+    run_llm,
+)
 
-from llm_dbs import (CID, CID2, HAVE_LLM, IMG_ID, NO_LLM, PNG, R1, R2, R3, R4, URL, make_current_db, make_legacy_db,
-                     run_llm)
 from localfirst.importers import import_llm
 from localfirst.records import _url_id
 from localfirst.store import Store

@@ -52,7 +52,7 @@ def _llm_attachment_id(a: Attachment) -> str:
 
 def message_hash(message: _Message, parent: str | None) -> str:
     parts = []
-    for part, atts in zip(message.parts, message.attachments):
+    for part, atts in zip(message.parts, message.attachments, strict=True):
         d = dict(part)
         canon = [{"id": _llm_attachment_id(a), "type": a.mime_type} for a in atts]
         if d["type"] == "attachment":
@@ -188,7 +188,7 @@ class _Writer:
         self.known.add(h)
         self.conn.execute("INSERT INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
                           [h, parent, m.role])
-        for position, (d, atts) in enumerate(zip(m.parts, m.attachments)):
+        for position, (d, atts) in enumerate(zip(m.parts, m.attachments, strict=True)):
             payload = {k: v for k, v in d.items() if k != "type"}
             text = None
             if d["type"] in ("text", "reasoning"):
