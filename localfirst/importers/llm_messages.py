@@ -303,7 +303,8 @@ def _part(role: str, kind: str, tool: str | None, text: str | None, data: dict[s
         output = d.get("output")
         if output is not None and not isinstance(output, str):
             output = json.dumps(output, ensure_ascii=False)
-        out: list[tuple[Any, ...]] = [(role, "tool_result", output, call_id, d.get("name") or tool, None, d.get("exception"), None, extras)]
+        out: list[tuple[Any, ...]] = [
+            (role, "tool_result", output, call_id, d.get("name") or tool, None, d.get("exception"), None, extras)]
         for ref in _attachment_refs(d):
             out.append((role, "attachment", None, call_id, None, None, None, parts.attachment(ref), None))
         return out
