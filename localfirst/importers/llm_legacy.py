@@ -31,6 +31,9 @@ def read_legacy(
             "resolved_model", "prompt", "system", "prompt_json", "options_json", "response",
             "response_json", "reasoning", "input_tokens", "output_tokens", "token_details",
             "duration_ms", "datetime_utc", "schema_id"))
+        + ", " + ", ".join(
+            f'json_valid(r."{n}")' if source.has("responses", n) else "NULL"
+            for n in ("prompt_json", "options_json", "response_json", "token_details"))
         + " FROM responses r JOIN temp._lf_want w ON w.id = r.id ORDER BY r.id"
     )
     rows = source.conn.execute(sql).fetchall()
@@ -67,7 +70,8 @@ def _conversations(source: LlmSource) -> dict[str, tuple[str | None, str | None]
 
 def _turn(row: tuple[Any, ...], extra: _Satellites) -> Turn:
     (llm_id, cid, model, resolved, prompt, system, prompt_json, options_json, response,
-     response_json, reasoning, in_tok, out_tok, token_details, duration, when, schema_id) = row
+     response_json, reasoning, in_tok, out_tok, token_details, duration, when, schema_id,
+     prompt_ok, options_ok, response_ok, details_ok) = row
     rid = ulid(llm_id, "id")
     # A response logged outside any conversation gets its own; its id is
     # the response's, so a re-import finds the same one.
@@ -92,11 +96,12 @@ def _turn(row: tuple[Any, ...], extra: _Satellites) -> Turn:
     values = {
         "id": rid, "conversation_id": conversation, "model": model or "unknown",
         "resolved_model": resolved, "prompt": prompt or None, "system": system or None,
-        "prompt_json": json_text(prompt_json, "prompt_json"),
-        "options_json": json_text(options_json, "options_json", empty_is_null=True),
-        "response": response, "response_json": json_text(response_json, "response_json"),
+        "prompt_json": json_text(prompt_json, "prompt_json", valid=prompt_ok),
+        "options_json": json_text(options_json, "options_json", empty_is_null=True, valid=options_ok),
+        "response": response or None,
+        "response_json": json_text(response_json, "response_json", valid=response_ok),
         "reasoning": reasoning, "input_tokens": in_tok, "output_tokens": out_tok,
-        "token_details": json_text(token_details, "token_details", empty_is_null=True),
+        "token_details": json_text(token_details, "token_details", empty_is_null=True, valid=details_ok),
         "duration_ms": duration, "datetime_utc": utc(when, "datetime_utc"),
         "finish_reason": None, "simulated": 0, "extras": dumps(extras or None),
     }

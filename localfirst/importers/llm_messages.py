@@ -36,6 +36,7 @@ def read_messages(
         + ", ".join(c("turns", n, "t") for n in (
             "resolved_model", "options_json", "schema_id", "input_tokens", "output_tokens",
             "token_details", "duration_ms", "datetime_utc", "response_json"))
+        + ", " + ", ".join(_valid(source, "turns", n, "t") for n in ("options_json", "token_details", "response_json"))
         + " FROM turns t JOIN temp._lf_want w ON w.id = t.id ORDER BY t.id"
     ).fetchall()
     if not rows:
@@ -132,10 +133,12 @@ class _Parts:
         source.conn.executemany("INSERT OR IGNORE INTO temp._lf_msgs (hash) VALUES (?)", [(h,) for h in needed])
         fragment_ids: set[int] = set()
         attachment_ids: set[str] = set()
-        for h, kind, tool, text, payload in q(
-            "SELECT p.message_hash, p.type, " + source.col("parts", "tool_name", "p")
-            + ", p.text, p.payload FROM parts p JOIN temp._lf_msgs m ON m.hash = p.message_hash "
-            "ORDER BY p.message_hash, p.position"):
+        # Unordered: sorting every part's text in SQLite costs more than
+        # putting the few parts of each message in order afterwards.
+        positions: dict[str, list[int]] = defaultdict(list)
+        for h, position, kind, tool, text, payload in q(
+            "SELECT p.message_hash, p.position, p.type, " + source.col("parts", "tool_name", "p")
+            + ", p.text, p.payload FROM parts p JOIN temp._lf_msgs m ON m.hash = p.message_hash"):
             data = None
             if payload:
                 try:
@@ -152,6 +155,11 @@ class _Parts:
                 for ref in _attachment_refs(data):
                     attachment_ids.add(ref)
             self.by_message[h].append((kind, tool, text, data))
+            positions[h].append(position if isinstance(position, int) else 0)
+        for h, order in positions.items():
+            if len(order) > 1 and order != sorted(order):
+                ranked = sorted(range(len(order)), key=order.__getitem__)
+                self.by_message[h] = [self.by_message[h][i] for i in ranked]
         self.fragments = _load(source, "SELECT id, content FROM fragments WHERE id IN ({})", fragment_ids)
         self.attachments: dict[str, str] = {}
         if attachment_ids and source.has("attachments", "id"):
@@ -190,6 +198,10 @@ def _attachment_refs(data: dict[str, Any]) -> list[str]:
         if isinstance(item, dict) and isinstance(item.get("id"), str):
             refs.append(item["id"])
     return refs
+
+
+def _valid(source: LlmSource, table: str, name: str, alias: str) -> str:
+    return f'json_valid({alias}."{name}")' if source.has(table, name) else "NULL"
 
 
 def _rows(source: LlmSource, sql: str, keys: set[Any]) -> list[tuple[Any, ...]]:
@@ -242,7 +254,7 @@ def _turn_extras(source: LlmSource) -> dict[str, dict[str, Any]]:
 def _turn(row: tuple[Any, ...], segment: tuple[list[str], list[str], str | None], parts: _Parts,
           extras: dict[str, dict[str, Any]]) -> Turn:
     (tid, thread, _parent, _tip, model, resolved, options_json, _schema, in_tok, out_tok, token_details,
-     duration, when, response_json) = row
+     duration, when, response_json, options_ok, details_ok, response_ok) = row
     inputs, outputs, system_hash = segment
     for h in (*inputs, *outputs, *([system_hash] if system_hash else [])):
         if h in parts.bad:
@@ -258,13 +270,18 @@ def _turn(row: tuple[Any, ...], segment: tuple[list[str], list[str], str | None]
                 prompt.append(parts.text(text, data))
             else:
                 out_parts += _part("user", kind, tool, text, data, parts)
+    replies: list[tuple[Any, ...]] = []
     for h in outputs:
         for kind, tool, text, data in parts.by_message.get(h, []):
             if kind == "text":
                 response.append(parts.text(text, data))
             elif kind == "reasoning":
                 reasoning.append(parts.text(text, data))
-            out_parts += _part("assistant", kind, tool, text, data, parts)
+            replies += _part("assistant", kind, tool, text, data, parts)
+    # Plain text alone is the response column; parts keep the order only
+    # when there is more to it (reasoning, tool calls, generated files).
+    if any(p[1] != "text" for p in replies):
+        out_parts += replies
     system = None
     if system_hash:
         system = "".join(parts.text(t, d) for k, _, t, d in parts.by_message.get(system_hash, []) if k == "text")
@@ -272,10 +289,11 @@ def _turn(row: tuple[Any, ...], segment: tuple[list[str], list[str], str | None]
         "id": rid, "conversation_id": ulid(thread, "thread_id") if thread else rid,
         "model": model or "unknown", "resolved_model": resolved, "prompt": "".join(prompt) or None,
         "system": system or None, "prompt_json": None,
-        "options_json": json_text(options_json, "options_json", empty_is_null=True),
-        "response": "".join(response), "response_json": json_text(response_json, "response_json"),
+        "options_json": json_text(options_json, "options_json", empty_is_null=True, valid=options_ok),
+        "response": "".join(response) or None,
+        "response_json": json_text(response_json, "response_json", valid=response_ok),
         "reasoning": "".join(reasoning) or None, "input_tokens": in_tok, "output_tokens": out_tok,
-        "token_details": json_text(token_details, "token_details", empty_is_null=True),
+        "token_details": json_text(token_details, "token_details", empty_is_null=True, valid=details_ok),
         "duration_ms": duration, "datetime_utc": utc(when, "datetime_utc"),
         "finish_reason": None, "simulated": 0, "extras": dumps(extras.get(tid) or None),
     }
