@@ -288,3 +288,49 @@ def test_templates_flag_without_templates_module(run, monkeypatch: pytest.Monkey
     # The templates module ships separately; None in sys.modules makes the import fail.
     monkeypatch.setitem(sys.modules, "localfirst.templates", None)
     assert_refused(run("import", "llm", "--templates", str(tmp_path)), says="templates")
+
+
+def test_wal_database_is_read_without_leaving_files(fresh_store: Store, legacy_db: Path) -> None:
+    conn = sqlite3.connect(legacy_db)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+    before = legacy_db.read_bytes()
+    report = import_llm(fresh_store, legacy_db)
+    assert report.imported == 4
+    assert legacy_db.read_bytes() == before
+    assert sorted(p.name for p in legacy_db.parent.iterdir()) == [legacy_db.name]
+
+
+@needs_llm
+def test_current_database_untouched(fresh_store: Store, current_db: Path) -> None:
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in current_db.parent.iterdir()}
+    import_llm(fresh_store, current_db)
+    import_llm(fresh_store, current_db)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in current_db.parent.iterdir()} == before
+
+
+def test_progress_is_reported(fresh_store: Store, legacy_db: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    import_llm(fresh_store, legacy_db, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 4)]
+
+
+def test_progress_bar_on_a_terminal(legacy_db: Path, tmp_path: Path) -> None:
+    pty = pytest.importorskip("pty")
+    import os
+    import subprocess
+
+    main, secondary = pty.openpty()
+    env = {**os.environ, "LOCALFIRST_HOME": str(tmp_path / "home"), "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "localfirst", "import", "llm", str(legacy_db)],
+                          stdout=subprocess.PIPE, stderr=secondary, env=env, timeout=60)
+    os.close(secondary)
+    drawn = b""
+    try:
+        while chunk := os.read(main, 65536):
+            drawn += chunk
+    except OSError:
+        pass
+    os.close(main)
+    assert done.returncode == 0 and b"Imported 4 responses" in done.stdout
+    assert b"Importing" in drawn

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..db import connect
+from ..db import connect, translate
 from ..errors import DatabaseError, NotADatabase, NotFound
 
 __all__ = ["LlmSource", "default_llm_dir", "default_llm_path", "open_llm"]
@@ -95,10 +95,10 @@ def open_llm(path: str | Path) -> LlmSource:
     if not p.is_file():
         raise NotADatabase(f"{p} is not a file")
     with p.open("rb") as fh:
-        header = fh.read(16)
-    if header != b"SQLite format 3\x00":
+        header = fh.read(100)
+    if header[:16] != b"SQLite format 3\x00":
         raise NotADatabase(f"{p} is not an SQLite database")
-    conn = connect(p, readonly=True)
+    conn = _connect_readonly(p, wal=header[18:20] == b"\x02\x02")
     source = LlmSource(str(p), conn)
     try:
         tables = [r[0] for r in conn.execute(
@@ -110,6 +110,22 @@ def open_llm(path: str | Path) -> LlmSource:
         raise NotADatabase(f"{p} is not an SQLite database, or it is corrupt") from exc
     _detect(source, tables)
     return source
+
+
+def _connect_readonly(p: Path, *, wal: bool) -> sqlite3.Connection:
+    """Open without writing anything, not even the -wal and -shm files.
+
+    A read-only connection to a WAL database creates both files when they are
+    missing and cannot remove them again. When there is no -wal file every
+    committed page is in the main file, so it is opened as immutable instead.
+    """
+    if not wal or Path(str(p) + "-wal").exists():
+        return connect(p, readonly=True)
+    try:
+        return sqlite3.connect(p.resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise translate(exc, str(p)) from exc
 
 
 def _detect(source: LlmSource, tables: list[str]) -> None:
