@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +94,12 @@ def test_llm_export_imports_back_the_same(run, filled: Path, tmp_path: Path, fre
 
 @pytest.mark.skipif(not HAVE_LLM, reason=NO_LLM)
 def test_llm_logs_reads_the_export(run, filled: Path, tmp_path: Path) -> None:
+    logged = run("log", "--json", input=json.dumps({
+        "model": "claude", "prompt": "weather?", "reasoning": "they want the weather",
+        "attachments": [{"content_base64": "aGVsbG8=", "mime_type": "text/plain"}],
+        "parts": [{"type": "text", "text": "Let me check."},
+                  {"type": "tool_call", "tool_call_id": "toolu_1", "name": "weather", "arguments": {"city": "Oslo"}}],
+    })).out.strip()
     target = tmp_path / "for-llm.db"
     assert run("export", "-f", "llm", str(target)).code == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_")}
@@ -103,7 +108,12 @@ def test_llm_logs_reads_the_export(run, filled: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     rows = {r["id"]: r for r in json.loads(done.stdout)}
-    assert set(rows) == {R1, *[r for r in rows if r != R1]} and len(rows) == 4
+    assert len(rows) == 5 and R1 in rows
+    mine = rows[logged]
+    assert (mine["prompt"], mine["response"], mine["reasoning"]) == ("weather?", "Let me check.",
+                                                                     "they want the weather")
+    assert [c["tool_call_id"] for c in mine["tool_calls"]] == ["toolu_1"]
+    assert [a["type"] for a in mine["attachments"]] == ["text/plain"]
     r1 = rows[R1]
     assert r1["prompt"] == "FRAGMENT TEXT\nfirst question" and r1["system"] == "SYSTEM FRAGMENT\n\nbe brief"
     assert r1["response"] == "first answer" and r1["conversation_id"] == CID
@@ -113,9 +123,12 @@ def test_llm_logs_reads_the_export(run, filled: Path, tmp_path: Path) -> None:
         ("clock", {"tz": "UTC"}, "call_1")]
     assert [(t["name"], t["output"]) for t in rows[R4]["tool_results"]] == [("clock", "12:00")]
     assert len(rows[[r for r in rows if rows[r]["prompt"] == "what is this"][0]]["attachments"]) == 2
-    # llm re-derives every message hash from what it reads: ours must agree.
-    conn = sqlite3.connect(target)
-    assert conn.execute("SELECT count(*) FROM turns").fetchone()[0] == 4
+    # llm re-hashes every stored message from what it reads back: ours must agree.
+    verify = subprocess.run([sys.executable, "-c", (
+        "import sys, sqlite_utils; from llm.logs import LogStore; "
+        "print(len(LogStore(sqlite_utils.Database(sys.argv[1])).verify()))"), str(target)],
+        capture_output=True, text=True, env=env, timeout=60)
+    assert verify.returncode == 0 and verify.stdout.strip() == "0", verify.stderr + verify.stdout
     text = subprocess.run([sys.executable, "-m", "llm", "logs", "-d", str(target), "-q", "question"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert text.returncode == 0 and "first answer" in text.stdout

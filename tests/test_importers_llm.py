@@ -237,6 +237,15 @@ def test_not_sqlite(run, tmp_path: Path) -> None:
     assert store_counts(run) == before
 
 
+def test_damaged_sqlite_file(run, legacy_db: Path) -> None:
+    data = bytearray(legacy_db.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)
+    legacy_db.write_bytes(bytes(data))
+    before = store_counts(run)
+    assert_refused(run("import", "llm", str(legacy_db)), says="is not an SQLite database, or it is corrupt")
+    assert store_counts(run) == before
+
+
 def test_sqlite_that_is_not_llms(run, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     conn = sqlite3.connect(other)
@@ -271,6 +280,27 @@ def test_row_with_invalid_json_is_reported_and_the_rest_imported(run, legacy_db:
     assert result.code == 0, result.err
     assert "Imported 3 responses" in result.out
     assert f"Skipped llm response {R2}: options_json is not valid JSON." in result.out
+
+
+def test_row_with_an_id_that_is_not_a_ulid(fresh_store: Store, legacy_db: Path) -> None:
+    conn = sqlite3.connect(legacy_db)
+    conn.execute("INSERT INTO responses (id, model, prompt, response, datetime_utc) "
+                 "VALUES ('42', 'gpt-3.5-turbo', 'very old', 'yes', '2023-06-01 10:00:00')")
+    conn.commit()
+    conn.close()
+    report = import_llm(fresh_store, legacy_db)
+    assert report.imported == 4 and report.problems == ["llm response 42: id '42' is not a ULID"]
+
+
+@needs_llm
+def test_unknown_part_type_skips_that_turn(fresh_store: Store, current_db: Path) -> None:
+    conn = sqlite3.connect(current_db)
+    conn.execute("UPDATE parts SET type = 'hologram' WHERE type = 'reasoning'")
+    conn.commit()
+    conn.close()
+    report = import_llm(fresh_store, current_db)
+    assert report.imported == 7
+    assert report.problems[0].endswith("a part of type 'hologram' is not one this version knows")
 
 
 @needs_llm

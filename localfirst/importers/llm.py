@@ -11,17 +11,19 @@ like any other write.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..db import translate
 from ..errors import LocalFirstError
 from ..store import PART_COLUMNS, RESPONSE_COLUMNS, Store, conversation_name
 from .llm_legacy import legacy_ids, read_legacy
 from .llm_messages import read_messages, turn_ids
 from .llm_rows import Attachments, Thread, Turn
-from .llm_source import default_llm_dir, default_llm_path, open_llm
+from .llm_source import LlmSource, default_llm_dir, default_llm_path, open_llm
 
 __all__ = ["ImportReport", "import_llm", "import_llm_templates"]
 
@@ -85,51 +87,60 @@ def import_llm(store: Store, path: str | Path | None = None, *, progress: Progre
     ``progress(done, total)`` is called as responses are written.
     """
     source = open_llm(path if path is not None else default_llm_path())
-    report = ImportReport(source.path, skipped_tables=list(source.skipped))
+    have = {r[0] for r in store.conn.execute("SELECT id FROM responses")}
+    gone = {r[0] for r in store.conn.execute("SELECT key FROM tombstones WHERE tbl = 'responses'")}
     try:
-        new_turns: list[str] = []
-        new_legacy: list[str] = []
-        have = {r[0] for r in store.conn.execute("SELECT id FROM responses")}
-        gone = {r[0] for r in store.conn.execute("SELECT key FROM tombstones WHERE tbl = 'responses'")}
-        seen: set[str] = set()
-        for generation, label, ids_of, bucket in (
-            (source.messages, "threads/turns", turn_ids, new_turns),
-            (source.legacy, "conversations/responses", legacy_ids, new_legacy),
-        ):
-            if not generation:
-                continue
-            report.generations.append(label)
-            for llm_id in ids_of(source):
-                key = str(llm_id).lower()
-                if key in seen:
-                    # llm itself shows the turn when an id is in both generations.
-                    continue
-                seen.add(key)
-                if key in have:
-                    report.already += 1
-                elif key in gone:
-                    report.deleted += 1
-                else:
-                    bucket.append(llm_id)
-        report.found = len(seen)
-        if not new_turns and not new_legacy:
-            return report
-        atts = Attachments()
-        threads: dict[str, Thread] = {}
-        turns: list[Turn] = []
-        for wanted, reader in ((new_turns, read_messages), (new_legacy, read_legacy)):
-            if wanted:
-                _want(source.conn, wanted)
-                found_threads, found_turns = reader(source, atts, report.problems)
-                for cid, thread in found_threads.items():
-                    known = threads.get(cid)
-                    if known is None or thread.created_utc < known.created_utc:
-                        threads[cid] = thread
-                turns += found_turns
+        report, threads, turns, atts = _read(source, have, gone)
+    except sqlite3.Error as exc:
+        # Reading llm's file failed part way: it is damaged, or llm is rewriting it.
+        raise translate(exc, source.path) from exc
     finally:
         source.close()
-    _write(store, threads, turns, atts, report, progress)
+    if turns:
+        _write(store, threads, turns, atts, report, progress)
     return report
+
+
+def _read(source: LlmSource, have: set[str], gone: set[str]
+          ) -> tuple[ImportReport, dict[str, Thread], list[Turn], Attachments]:
+    """Find the new ids, then read only their rows, as rows of ours."""
+    report = ImportReport(source.path, skipped_tables=list(source.skipped))
+    new_turns: list[str] = []
+    new_legacy: list[str] = []
+    seen: set[str] = set()
+    for generation, label, ids_of, bucket in (
+        (source.messages, "threads/turns", turn_ids, new_turns),
+        (source.legacy, "conversations/responses", legacy_ids, new_legacy),
+    ):
+        if not generation:
+            continue
+        report.generations.append(label)
+        for llm_id in ids_of(source):
+            key = str(llm_id).lower()
+            if key in seen:
+                # llm itself shows the turn when an id is in both generations.
+                continue
+            seen.add(key)
+            if key in have:
+                report.already += 1
+            elif key in gone:
+                report.deleted += 1
+            else:
+                bucket.append(llm_id)
+    report.found = len(seen)
+    atts = Attachments()
+    threads: dict[str, Thread] = {}
+    turns: list[Turn] = []
+    for wanted, reader in ((new_turns, read_messages), (new_legacy, read_legacy)):
+        if wanted:
+            _want(source.conn, wanted)
+            found_threads, found_turns = reader(source, atts, report.problems)
+            for cid, thread in found_threads.items():
+                known = threads.get(cid)
+                if known is None or thread.created_utc < known.created_utc:
+                    threads[cid] = thread
+            turns += found_turns
+    return report, threads, turns, atts
 
 
 def _want(conn: Any, llm_ids: list[str]) -> None:

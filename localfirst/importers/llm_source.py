@@ -94,8 +94,11 @@ def open_llm(path: str | Path) -> LlmSource:
         raise NotFound(f"no llm database at {p}")
     if not p.is_file():
         raise NotADatabase(f"{p} is not a file")
-    with p.open("rb") as fh:
-        header = fh.read(100)
+    try:
+        with p.open("rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise DatabaseError(f"cannot read {p}: {exc.strerror}") from exc
     if header[:16] != b"SQLite format 3\x00":
         raise NotADatabase(f"{p} is not an SQLite database")
     conn = _connect_readonly(p, wal=header[18:20] == b"\x02\x02")
@@ -152,10 +155,3 @@ def _generation(source: LlmSource, required: dict[str, set[str]], label: str) ->
             return False
     return True
 
-
-def check_readable(source: LlmSource) -> None:
-    """Fail early, with our error, when the file cannot actually be read."""
-    try:
-        source.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot read {source.path}: {exc}") from exc
