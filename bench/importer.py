@@ -203,15 +203,22 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
             assert imported == args.turns, imported
             rows.append((label, size, base, into, first, again))
-    print(f"{'source':24} {'MB':>5} {'plain copy':>10} {'SQL into store':>14} {'import':>7} "
-          f"{'vs copy':>8} {'vs SQL':>7} {'re-import':>9}  goal")
-    for label, size, base, into, first, again in rows:
-        print(f"{label:24} {size:5.1f} {base:9.2f}s {into:13.2f}s {first:6.2f}s {first / base:7.1f}x "
-              f"{first / into:6.1f}x {again:8.3f}s  {'ok' if first <= 3 and again <= 0.5 else 'MISSED'}")
-    print(f"{args.turns} turns each. plain copy: INSERT ... SELECT between two SQLite files, no indexes.")
+    header = ("llm database", "MB", "plain copy", "SQL into store", "import", "vs copy", "vs SQL", "re-import", "goal")
+    table = [header] + [
+        (label, f"{size:.1f}", f"{base:.2f} s", f"{into:.2f} s", f"{first:.2f} s", f"{first / base:.1f}x",
+         f"{first / into:.1f}x", f"{again:.3f} s", "ok" if first <= 3 and again <= 0.5 else "MISSED")
+        for label, size, base, into, first, again in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    print(f"\n### Import from llm ({args.turns} turns)\n")
+    for i, r in enumerate(table):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+        if i == 0:
+            print("| " + " | ".join("-" * w for w in widths) + " |")
+    print("\nplain copy: INSERT ... SELECT of the same rows between two SQLite files, no indexes.")
     print("SQL into store: the same columns into a localfirst database (its indexes and full-text")
-    print("triggers) by INSERT ... SELECT, without attachments, parts or checks. Goal: import <= 3 s,")
-    print("re-import with nothing new <= 0.5 s.")
+    print("triggers) by INSERT ... SELECT, without attachments, parts or checks.")
+    print("Goal: import <= 3 s; re-import with nothing new <= 0.5 s.")
     return 0
 
 

@@ -46,7 +46,7 @@ def read_messages(
     for row in rows:
         segments[row[0]] = tree.segments(row[2], row[3])
     needed = {h for inp, out, system in segments.values() for h in (*inp, *out, *([system] if system else []))}
-    parts = _Parts(source, needed, atts, problems)
+    parts = _Parts(source, needed, len(tree.role), atts, problems)
     threads = _threads(source)
     extras = _turn_extras(source)
     out_threads: dict[str, Thread] = {}
@@ -123,22 +123,29 @@ class _Tree:
 class _Parts:
     """Parsed parts of the needed messages, with fragments and attachments resolved."""
 
-    def __init__(self, source: LlmSource, needed: set[str], atts: Attachments, problems: list[str]) -> None:
+    def __init__(self, source: LlmSource, needed: set[str], total: int, atts: Attachments,
+                 problems: list[str]) -> None:
         self.by_message: dict[str, list[tuple[str, str | None, str | None, dict[str, Any] | None]]] = (
             defaultdict(list))
         self.bad: dict[str, str] = {}
         q = source.conn.execute
-        q("CREATE TEMP TABLE IF NOT EXISTS _lf_msgs (hash TEXT PRIMARY KEY)")
-        q("DELETE FROM temp._lf_msgs")
-        source.conn.executemany("INSERT OR IGNORE INTO temp._lf_msgs (hash) VALUES (?)", [(h,) for h in needed])
+        select = ("SELECT p.message_hash, p.position, p.type, " + source.col("parts", "tool_name", "p")
+                  + ", p.text, p.payload FROM parts p")
+        if len(needed) * 2 < total:
+            q("CREATE TEMP TABLE IF NOT EXISTS _lf_msgs (hash TEXT PRIMARY KEY)")
+            q("DELETE FROM temp._lf_msgs")
+            source.conn.executemany("INSERT OR IGNORE INTO temp._lf_msgs (hash) VALUES (?)", [(h,) for h in needed])
+            select += " JOIN temp._lf_msgs m ON m.hash = p.message_hash"
+        # else: most messages are wanted (a first import); reading them all
+        # costs less than naming each one to SQLite.
         fragment_ids: set[int] = set()
         attachment_ids: set[str] = set()
         # Unordered: sorting every part's text in SQLite costs more than
         # putting the few parts of each message in order afterwards.
         positions: dict[str, list[int]] = defaultdict(list)
-        for h, position, kind, tool, text, payload in q(
-            "SELECT p.message_hash, p.position, p.type, " + source.col("parts", "tool_name", "p")
-            + ", p.text, p.payload FROM parts p JOIN temp._lf_msgs m ON m.hash = p.message_hash"):
+        for h, position, kind, tool, text, payload in q(select):
+            if h not in needed:
+                continue
             data = None
             if payload:
                 try:
