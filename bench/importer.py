@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from localfirst.exporters import export
 from localfirst.importers import import_llm
 from localfirst.store import Store
 
@@ -176,6 +177,13 @@ def copy_into_store(source: Path, target: Path, table: str) -> None:
     store.close()
 
 
+def _exports(store: Store, folder: Path) -> dict[str, float]:
+    out = {"read": timed(lambda: store.list_responses(count=0))}
+    for fmt, name in (("jsonl", "all.jsonl"), ("markdown", "all.md"), ("llm", "for-llm.db")):
+        out[fmt] = timed(lambda f, n: export(store, f, output=folder / n), fmt, name)
+    return out
+
+
 def timed(fn: Callable[..., object], *args: object) -> float:
     start = time.perf_counter()
     fn(*args)
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=20_000)
     args = parser.parse_args(argv)
     rows = []
+    exports: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, make, table in (("llm <= 0.31 (responses)", make_legacy, "responses"),
@@ -200,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             first = timed(import_llm, store, source)
             again = timed(import_llm, store, source)
             imported = store.conn.execute("SELECT count(*) FROM responses").fetchone()[0]
+            if table == "turns":
+                exports = _exports(store, folder)
             store.close()
             assert imported == args.turns, imported
             rows.append((label, size, base, into, first, again))
@@ -219,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     print("SQL into store: the same columns into a localfirst database (its indexes and full-text")
     print("triggers) by INSERT ... SELECT, without attachments, parts or checks.")
     print("Goal: import <= 3 s; re-import with nothing new <= 0.5 s.")
+    print(f"\n### Export ({args.turns} responses)\n")
+    print("| format | time | vs reading them |")
+    print("| -------- | ------ | --------------- |")
+    read = exports.pop("read")
+    for fmt, seconds in exports.items():
+        print(f"| {fmt:8} | {seconds:.2f} s | {seconds / read:.1f}x |")
+    print(f"\nreading them: Store.list_responses of every response, {read:.2f} s, the baseline.")
     return 0
 
 
