@@ -175,12 +175,14 @@ def test_one_database_with_both_generations(fresh_store: Store, tmp_path: Path) 
     folder = tmp_path / "upgraded"
     folder.mkdir()
     make_legacy_db(folder / "logs.db")
-    # The llm installed for the tests migrates the old file and logs a turn.
-    run_llm(folder, "-m", "echo", "new style")
+    # The llm installed for the tests migrates the old file and continues
+    # its latest conversation in the message store.
+    run_llm(folder, "-m", "echo", "-c", "new style")
     report = import_llm(fresh_store, folder / "logs.db")
     assert report.generations == ["threads/turns", "conversations/responses"]
     assert report.imported == 5
-    assert {r.prompt for r in fresh_store.list_responses(count=0)} >= {"new style", "what is this"}
+    [new] = [r for r in fresh_store.list_responses(count=0) if r.prompt == "new style"]
+    assert new.conversation_id == CID2 and len(fresh_store.history(CID2)) == 3
 
 
 def test_opens_llm_database_read_only(fresh_store: Store, legacy_db: Path) -> None:
@@ -257,6 +259,14 @@ def test_sqlite_that_is_not_llms(run, tmp_path: Path) -> None:
     assert store_counts(run) == before
 
 
+def test_a_localfirst_database_is_not_taken_for_llms(run, tmp_path: Path) -> None:
+    other = tmp_path / "other-localfirst.db"
+    assert run("--db", str(other), "log", "-m", "m", "-p", "q", "-r", "a").code == 0
+    before = store_counts(run)
+    assert_refused(run("import", "llm", str(other)), says="is a localfirst database, not llm's")
+    assert store_counts(run) == before
+
+
 def test_unknown_schema_reports_skipped_tables(run, legacy_db: Path) -> None:
     conn = sqlite3.connect(legacy_db)
     conn.execute("CREATE TABLE turn_ratings (turn_id TEXT, stars INTEGER)")
@@ -280,6 +290,19 @@ def test_row_with_invalid_json_is_reported_and_the_rest_imported(run, legacy_db:
     assert result.code == 0, result.err
     assert "Imported 3 responses" in result.out
     assert f"Skipped llm response {R2}: options_json is not valid JSON." in result.out
+
+
+def test_response_without_a_conversation_gets_its_own(fresh_store: Store, legacy_db: Path) -> None:
+    conn = sqlite3.connect(legacy_db)
+    conn.execute("INSERT INTO responses (id, model, prompt, response, datetime_utc) "
+                 "VALUES ('01JQ00000000000000000000A7', 'gpt-4o', 'alone', 'yes', '2025-03-01 10:00:00')")
+    conn.commit()
+    conn.close()
+    import_llm(fresh_store, legacy_db)
+    alone = fresh_store.get_response("01jq00000000000000000000a7")
+    assert alone.conversation_id == alone.id and alone.conversation_name == "alone"
+    assert alone.datetime_utc == "2025-03-01T10:00:00.000000Z"
+    assert import_llm(fresh_store, legacy_db).imported == 0
 
 
 def test_row_with_an_id_that_is_not_a_ulid(fresh_store: Store, legacy_db: Path) -> None:

@@ -132,6 +132,10 @@ def _connect_readonly(p: Path, *, wal: bool) -> sqlite3.Connection:
 
 
 def _detect(source: LlmSource, tables: list[str]) -> None:
+    if "tombstones" in tables and "_sqlite_migrations" in tables:
+        # Ours has a responses table too; reading it as llm's would lose its parts.
+        source.close()
+        raise NotADatabase(f"{source.path} is a localfirst database, not llm's: use `localfirst merge` for it")
     llm_like = "_llm_migrations" in tables or any(t in tables for t in ("responses", "turns"))
     if not llm_like:
         source.close()
