@@ -177,12 +177,12 @@ def test_one_database_with_both_generations(fresh_store: Store, tmp_path: Path) 
     make_legacy_db(folder / "logs.db")
     # The llm installed for the tests migrates the old file and continues
     # its latest conversation in the message store.
-    run_llm(folder, "-m", "echo", "-c", "new style")
+    run_llm(folder, "-m", "echo", "--cid", CID, "new style")
     report = import_llm(fresh_store, folder / "logs.db")
     assert report.generations == ["threads/turns", "conversations/responses"]
     assert report.imported == 5
     [new] = [r for r in fresh_store.list_responses(count=0) if r.prompt == "new style"]
-    assert new.conversation_id == CID2 and len(fresh_store.history(CID2)) == 3
+    assert new.conversation_id == CID and len(fresh_store.history(CID)) == 3
 
 
 def test_opens_llm_database_read_only(fresh_store: Store, legacy_db: Path) -> None:
