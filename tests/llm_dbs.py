@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from localfirst.exporters.llm_schema import LLM_MIGRATIONS
 
@@ -133,3 +134,14 @@ def make_legacy_db(path: Path) -> Path:
     conn.commit()
     conn.close()
     return path
+
+
+def assert_refused(result: Any, *, says: str) -> None:
+    assert result.code != 0
+    assert result.err.count("Error:") == 1 and result.err.startswith("Error: ")
+    assert "Traceback" not in result.err and says in result.err
+
+
+def store_counts(run: Any) -> str:
+    status = run("logs", "status").out
+    return "\n".join(line for line in status.splitlines() if not line.startswith("File size"))
