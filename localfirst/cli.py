@@ -513,7 +513,10 @@ def templates_import(
     """Import llm's template YAML files (NAME.yaml) from a directory."""
     from .template_files import import_templates
 
-    result = import_templates(open_store(), directory.expanduser(), strict=strict)
+    _show_template_import(import_templates(open_store(), directory.expanduser(), strict=strict))
+
+
+def _show_template_import(result: Any) -> None:
     for name, keys in result.unknown_keys.items():
         typer.echo(f"Warning: {name}: kept unknown keys {', '.join(keys)} as extras", err=True)
     typer.echo(f"Imported {len(result.added)} new, {len(result.changed)} changed, "
@@ -527,6 +530,77 @@ def templates_export(directory: Path = typer.Argument(..., help="Directory to wr
 
     written = export_templates(open_store(), directory.expanduser())
     typer.echo(f"Exported {len(written)} templates to {directory}")
+
+
+# -- import and export -----------------------------------------------------
+
+import_app = typer.Typer(help="Bring other tools' history into localfirst.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+def _import_progress() -> Any:
+    """A rich progress bar on stderr when it is a terminal; otherwise nothing to draw."""
+    from contextlib import nullcontext
+
+    if sys.stderr is None or not sys.stderr.isatty():
+        return nullcontext(None)
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar() -> Any:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("Importing", total=None)
+            yield lambda done, total: progress.update(task, completed=done, total=total)
+
+    return bar()
+
+
+@import_app.command("llm")
+def import_llm_command(
+    path: Optional[Path] = typer.Argument(
+        None, help="llm's logs.db (default: the one in LLM_USER_PATH or llm's user directory)."),
+    templates: bool = typer.Option(
+        False, "--templates", help="Import llm's templates instead; PATH is then the templates folder."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Import llm's logs; run it again to import only what is new."""
+    from .importers import import_llm, import_llm_templates
+
+    if templates:
+        _show_template_import(import_llm_templates(open_store(), path.expanduser() if path is not None else None))
+        return
+    with _import_progress() as progress:
+        report = import_llm(open_store(), path.expanduser() if path is not None else None, progress=progress)
+    if json_output:
+        _print_json(report.to_json())
+    else:
+        typer.echo(report.summary())
+
+
+@app.command("export")
+def export_command(
+    path: Optional[Path] = typer.Argument(None, help="The file to write (required with --format llm)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl, markdown or llm."),
+    cid: Optional[str] = typer.Option(None, "--cid", help="Only this conversation."),
+    since: Optional[str] = typer.Option(None, "--since", help="From this date or ISO time (UTC)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to this file, not stdout."),
+) -> None:
+    """Export responses as JSON lines, Markdown transcripts or an llm database."""
+    from .exporters import export
+    from .timeutil import parse_when
+
+    if path is not None and output is not None:
+        raise BadInput("give the output file once: as PATH or with -o")
+    target = path or output
+    result = export(
+        open_store(), fmt, output=target.expanduser() if target is not None else None, stream=sys.stdout,
+        cid=cid, since=parse_when(since, option="--since") if since else None,
+    )
+    if result.path is not None:
+        typer.echo(f"Exported {result.responses} responses to {result.path}", err=True)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -1,0 +1,85 @@
+"""``export --format jsonl|markdown``: responses as JSON lines or as readable transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from ..records import Part, Response
+
+__all__ = ["write_jsonl", "write_markdown"]
+
+
+def write_jsonl(responses: Iterable[Response], out: TextIO) -> int:
+    """One object per line, in the shape of ``logs list --json``; returns the count."""
+    count = 0
+    for r in responses:
+        out.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def write_markdown(responses: Iterable[Response], out: TextIO) -> int:
+    """A transcript per conversation, oldest first, tool calls and results included."""
+    count = 0
+    current: str | None = None
+    for r in responses:
+        if r.conversation_id != current:
+            current = r.conversation_id
+            if count:
+                out.write("\n---\n\n")
+            out.write(f"# {r.conversation_name or 'Conversation'}\n\nConversation `{current}`\n\n")
+        out.write(_exchange(r))
+        count += 1
+    return count
+
+
+def _fence(text: str) -> str:
+    ticks = "```"
+    while ticks in text:
+        ticks += "`"
+    return ticks
+
+
+def _block(text: str, lang: str = "") -> str:
+    fence = _fence(text)
+    return f"{fence}{lang}\n{text}\n{fence}\n\n"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+def _part(p: Part) -> str:
+    if p.type == "tool_call":
+        return f"**Tool call** `{p.tool_name}` ({p.tool_call_id or 'no id'}):\n\n" + _block(_json(p.arguments), "json")
+    if p.type == "tool_result":
+        head = f"**Tool result** `{p.tool_name or ''}` ({p.tool_call_id or 'no id'}):\n\n"
+        body = _block(p.text) if p.text else ""
+        err = f"Error: {p.error}\n\n" if p.error else ""
+        return head + body + err
+    if p.type == "attachment" and p.attachment is not None:
+        a = p.attachment
+        where = a.path or a.url or a.id
+        return f"**Attachment** {a.mime_type or 'unknown type'}, {a.size} bytes: {where}\n\n"
+    return ""
+
+
+def _exchange(r: Response) -> str:
+    when = (r.datetime_utc or "")[:19].replace("T", " ")
+    model = r.model if not r.resolved_model or r.resolved_model == r.model else f"{r.model} ({r.resolved_model})"
+    text = [f"## {when} · {model}\n\n", f"Response `{r.id}`\n\n"]
+    if r.options:
+        text.append(f"Options: `{json.dumps(r.options, ensure_ascii=False)}`\n\n")
+    if r.system:
+        text.append("### System\n\n" + r.system + "\n\n")
+    text.append("### User\n\n" + (r.prompt or "") + "\n\n")
+    text += [_part(p) for p in r.parts if p.role == "user"]
+    if r.reasoning:
+        text.append("### Reasoning\n\n" + r.reasoning + "\n\n")
+    text.append("### Assistant\n\n" + (r.response or "") + "\n\n")
+    text += [_part(p) for p in r.parts if p.role == "assistant"]
+    if r.input_tokens is not None or r.output_tokens is not None:
+        text.append(f"Tokens: {r.input_tokens or 0} input, {r.output_tokens or 0} output\n\n")
+    return "".join(text)
