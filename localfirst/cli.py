@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,15 +44,26 @@ state = _State()
 def db_path() -> Path:
     if state.db_path is not None:
         return state.db_path
-    home = paths.home()
-    home.mkdir(parents=True, exist_ok=True)
-    return home / "logs.db"
+    return paths.ensure_home() / "logs.db"
 
 
 def open_store() -> Store:
     if state.store is None:
         state.store = Store.open(db_path())
     return state.store
+
+
+def _continuing_store(continue_: bool, cid: Optional[str]) -> Callable[[], Store]:
+    """open_store, except that continuing with no database yet is an error, not a new file."""
+    def opener() -> Store:
+        if (continue_ or cid is not None) and state.store is None and not db_path().exists():
+            from .errors import NotFound
+
+            raise NotFound("there is no conversation to continue yet" if continue_
+                           else f"no conversation with id {cid}")
+        return open_store()
+
+    return opener
 
 
 def _version(value: bool) -> None:
@@ -76,6 +88,8 @@ def _stdin_text() -> Optional[str]:
         return None
     return sys.stdin.read()
 
+
+MAX_COUNT = 2**62  # SQLite's LIMIT takes a 64-bit integer
 
 # typer has no list-of-pairs option; options with this metavar are given
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
@@ -132,9 +146,9 @@ def log_command(
         if document is None:
             raise BadInput("--json reads the exchange from stdin; pipe a JSON object into it")
     elif prompt is None:
-        prompt = _stdin_text()
+        prompt = _stdin_text() or None
     rid = log_exchange(
-        open_store(), model=model, prompt=prompt, response=response, system=system,
+        _continuing_store(continue_, cid)(), model=model, prompt=prompt, response=response, system=system,
         continue_latest=continue_, cid=cid, simulated=simulated, document=document,
     )
     typer.echo(rid)
@@ -182,7 +196,7 @@ def prompt_command(
         sys.stdout.flush()
 
     response = run_prompt(
-        open_store, prompt, model=model, system=system, options=options,
+        _continuing_store(continue_, cid), prompt, model=model, system=system, options=options,
         continue_latest=continue_, cid=cid, log=not no_log, on_text=show,
         stream=not no_stream, timeout=timeout, extras=extras,
     )
@@ -198,7 +212,7 @@ def prompt_command(
 
 @logs_app.command("list")
 def logs_list(
-    count: int = typer.Option(3, "-n", "--count", help="How many responses (0 for all)."),
+    count: int = typer.Option(3, "-n", "--count", min=0, max=MAX_COUNT, help="How many responses (0 for all)."),
     query: Optional[str] = typer.Option(None, "-q", "--query", help="Full-text search, best match first."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Only this model."),
     cid: Optional[str] = typer.Option(None, "--cid", help="Only this conversation."),
@@ -213,8 +227,6 @@ def logs_list(
     from . import render
     from .timeutil import parse_when
 
-    if count < 0:
-        raise BadInput("-n/--count must be 0 or more")
     found = open_store().list_responses(
         count=1 if response_only else count, query=query, model=model, conversation_id=cid,
         since=parse_when(since, option="--since") if since else None,
@@ -264,16 +276,18 @@ def logs_status() -> None:
 @logs_app.command("on")
 def logs_on() -> None:
     """Log prompts (the default)."""
-    paths.logs_off_path().unlink(missing_ok=True)
+    from .prompting import set_logging
+
+    set_logging(True)
     typer.echo("Logging is on")
 
 
 @logs_app.command("off")
 def logs_off() -> None:
     """Stop logging prompts on this machine (``log`` still records)."""
-    off = paths.logs_off_path()
-    off.parent.mkdir(parents=True, exist_ok=True)
-    off.touch()
+    from .prompting import set_logging
+
+    set_logging(False)
     typer.echo("Logging is off")
 
 
@@ -311,7 +325,7 @@ def logs_rm(
 
 @conversations_app.command("list")
 def conversations_list(
-    count: int = typer.Option(0, "-n", "--count", help="How many (0 for all)."),
+    count: int = typer.Option(0, "-n", "--count", min=0, max=MAX_COUNT, help="How many (0 for all)."),
     json_output: bool = typer.Option(False, "--json", help="Output a JSON array."),
 ) -> None:
     """Conversations, most recently active first."""
@@ -342,7 +356,7 @@ def merge_command(other: Path = typer.Argument(..., help="Another localfirst dat
     """Merge another localfirst database into this one."""
     from sync import merge_database
 
-    result = merge_database(open_store(), other)
+    result = merge_database(open_store, other)
     typer.echo(result.summary(str(other)))
 
 
@@ -608,7 +622,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         code = _command().main(args=argv, prog_name="localfirst", standalone_mode=False)
     except LocalFirstError as exc:
-        typer.echo(f"Error: {exc}", err=True)
+        typer.echo("Error: " + " ".join(str(exc).split()), err=True)
         return exc.exit_code
     except typer.TyperException as exc:
         ctx = getattr(exc, "ctx", None)

@@ -35,7 +35,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 def translate(exc: sqlite3.Error, path: str) -> DatabaseError:
     """Turn an sqlite3 error on ``path`` into one of ours."""
     text = str(exc)
-    if "not a database" in text or "malformed" in text or "corrupt" in text:
+    if any(sign in text for sign in ("not a database", "malformed", "corrupt", "Could not decode")):
         return NotADatabase(f"{path} is not an SQLite database, or it is corrupt")
     if "unable to open" in text:
         parent = Path(path).parent

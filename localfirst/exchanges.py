@@ -11,13 +11,13 @@ from .store import Store
 __all__ = ["log_exchange", "parse_exchange"]
 
 
-def parse_exchange(document: str, *, model: str | None = None) -> Response:
+def parse_exchange(document: str, *, model: str | None = None, default_model: str | None = None) -> Response:
     """Read one exchange from a JSON document; see ``docs/cli.md`` for the shape."""
     try:
         data = json.loads(document)
     except ValueError as exc:
         raise BadInput(f"--json input is not valid JSON: {exc}") from None
-    return Response.from_json(data, model=model)
+    return Response.from_json(data, model=model, default_model=default_model)
 
 
 def log_exchange(
@@ -38,16 +38,16 @@ def log_exchange(
     conversation keeps its model.
     """
     conversation = store.pick_conversation(continue_latest=continue_latest, cid=cid)
-    if model is None and conversation is not None:
-        model = store.conversation_model(conversation)
+    kept = store.conversation_model(conversation) if conversation is not None else None
     if document is not None:
-        exchange = parse_exchange(document, model=model)
+        exchange = parse_exchange(document, model=model, default_model=kept)
         if conversation is not None:
             exchange.conversation_id = conversation
         if system is not None:
             exchange.system = system
         exchange.simulated = exchange.simulated or simulated
         return store.log(exchange)
+    model = model or kept
     if not model:
         raise BadInput("name the model with -m/--model")
     if prompt is None and response is None:

@@ -79,7 +79,7 @@ def new_id(*, now_ms: int | None = None) -> str:
 
 def is_id(value: str) -> bool:
     """True when ``value`` is a well-formed ULID (either case)."""
-    return bool(ULID_RE.match(value.lower())) if isinstance(value, str) else False
+    return bool(ULID_RE.fullmatch(value.lower())) if isinstance(value, str) else False
 
 
 def id_time_ms(value: str) -> int:

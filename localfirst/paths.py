@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["home", "default_db_path", "logs_off_path"]
+__all__ = ["home", "ensure_home", "default_db_path", "logs_off_path"]
 
 APP = "localfirst"
 
@@ -28,6 +28,20 @@ def home() -> Path:
         return Path.home() / "Library" / "Application Support" / APP
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / APP
+
+
+def ensure_home() -> Path:
+    """The home directory, created when missing; a clear error when it cannot be."""
+    from .errors import ConfigError
+
+    path = home()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the home directory {path}: {exc.strerror}") from None
+    if not path.is_dir():
+        raise ConfigError(f"the home directory {path} is not a directory")
+    return path
 
 
 def default_db_path() -> Path:

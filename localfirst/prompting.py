@@ -11,11 +11,20 @@ from .models import PromptRequest, default_model_name, get_model
 from .records import Response
 from .store import Store
 
-__all__ = ["run_prompt", "logging_enabled"]
+__all__ = ["run_prompt", "logging_enabled", "set_logging"]
 
 
 def logging_enabled() -> bool:
     return not paths.logs_off_path().exists()
+
+
+def set_logging(enabled: bool) -> None:
+    """Turn logging of prompts on or off on this machine (a ``logs-off`` file)."""
+    if enabled:
+        paths.logs_off_path().unlink(missing_ok=True)
+    else:
+        paths.ensure_home()
+        paths.logs_off_path().touch()
 
 
 def run_prompt(

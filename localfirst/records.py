@@ -175,6 +175,25 @@ def check_extras(value: Any, where: str = "extras") -> dict[str, Any] | None:
     return extras
 
 
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadInput(f"{where} must be true or false")
+    return value
+
+
+def _time(value: Any) -> str | None:
+    """An ISO time, normalised to the stored UTC form."""
+    text = _string(value, "datetime_utc")
+    if text is None:
+        return None
+    from .timeutil import normalise
+
+    try:
+        return normalise(text)
+    except ValueError:
+        raise BadInput(f"datetime_utc {text!r} is not an ISO time (2026-11-20T09:30:00Z)") from None
+
+
 def _int(value: Any, where: str) -> int | None:
     if value is None:
         return None
@@ -236,16 +255,18 @@ class Response:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, model: str | None = None) -> Response:
+    def from_json(cls, data: Any, *, model: str | None = None, default_model: str | None = None) -> Response:
         """Read one exchange as given to ``localfirst log --json``.
 
-        Required: a model (in the document or from ``-m``) and at least one of
+        ``model`` (``-m``) overrides the document's model; ``default_model``
+        (a continued conversation's) is used when neither names one.
+        Required: a model and at least one of
         ``prompt``, ``response`` or ``parts``. ``usage`` may hold the token
         counts; ``attachments`` are added as parts of the prompt.
         """
         if not isinstance(data, dict):
             raise BadInput("the exchange must be a JSON object")
-        chosen = model or data.get("model")
+        chosen = model or data.get("model") or default_model
         if not chosen or not isinstance(chosen, str):
             raise BadInput("the exchange needs a model: a \"model\" field or -m")
         if not any(data.get(k) is not None for k in ("prompt", "response", "parts")):
@@ -280,9 +301,9 @@ class Response:
             output_tokens=_int(data.get("output_tokens", usage.get("output_tokens")), "output_tokens"),
             token_details=_obj(data.get("token_details", usage.get("details")), "token_details"),
             duration_ms=_int(data.get("duration_ms"), "duration_ms"),
-            datetime_utc=_string(data.get("datetime_utc"), "datetime_utc"),
+            datetime_utc=_time(data.get("datetime_utc")),
             finish_reason=_string(data.get("finish_reason"), "finish_reason"),
-            simulated=bool(data.get("simulated", False)),
+            simulated=_bool(data.get("simulated", False), "simulated"),
             extras=check_extras(data.get("extras")),
             parts=parts,
         )

@@ -7,14 +7,15 @@ nothing behind and concurrent writers wait for each other instead of failing.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import hlc, ids
 from .db import check_schema, migrate, open_database, translate
@@ -95,6 +96,22 @@ def conversation_name(prompt: str | None) -> str | None:
         return None
     line = " ".join(prompt.split())
     return line if len(line) <= 40 else line[:39] + "…"
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reads(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
+    """Translate an SQLite failure while reading (a damaged file) into our error."""
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    return wrapper
 
 
 class Store:
@@ -228,6 +245,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------
 
+    @_reads
     def last_conversation_id(self) -> str | None:
         """The conversation with the most recent response, by time."""
         row = self.conn.execute(
@@ -235,6 +253,7 @@ class Store:
         ).fetchone()
         return row[0] if row else None
 
+    @_reads
     def pick_conversation(self, *, continue_latest: bool = False, cid: str | None = None) -> str | None:
         """The conversation ``-c`` or ``--cid`` names, checked; None for a new one."""
         if cid is not None:
@@ -251,16 +270,19 @@ class Store:
             return latest
         return None
 
+    @_reads
     def conversation_model(self, cid: str) -> str | None:
         row = self.conn.execute(
             "SELECT model FROM responses WHERE conversation_id = ? ORDER BY datetime_utc DESC LIMIT 1", [cid]
         ).fetchone()
         return row[0] if row else None
 
+    @_reads
     def conversation_exists(self, cid: str) -> bool:
         cid = check_id(cid, "conversation id")
         return self.conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is not None
 
+    @_reads
     def history(self, cid: str) -> list[Response]:
         """Every response of a conversation, oldest first, with its parts."""
         cid = check_id(cid, "conversation id")
@@ -271,6 +293,7 @@ class Store:
         ).fetchall()
         return self._build(rows)
 
+    @_reads
     def get_response(self, rid: str) -> Response:
         rid = check_id(rid, "response id")
         rows = self.conn.execute(_SELECT_RESPONSE + " WHERE r.id = ?", [rid]).fetchall()
@@ -278,6 +301,7 @@ class Store:
             raise NotFound(f"no response with id {rid}")
         return self._build(rows)[0]
 
+    @_reads
     def list_responses(
         self,
         *,
@@ -375,22 +399,25 @@ class Store:
                 attachment=att, extras=_loads(d["extras"]),
             ))
 
+    @_reads
     def attachment_content(self, attachment_id: str) -> bytes | None:
         row = self.conn.execute("SELECT content FROM attachments WHERE id = ?", [attachment_id]).fetchone()
         if row is None:
             raise NotFound(f"no attachment with id {attachment_id}")
         return None if row[0] is None else bytes(row[0])
 
+    @_reads
     def conversations(self, *, count: int = 0) -> list[Conversation]:
-        """Conversations, most recently active first."""
+        """Conversations that hold responses, most recently active first."""
         limit = f" LIMIT {int(count)}" if count > 0 else ""
         rows = self.conn.execute(
             "SELECT c.id, c.name, c.model, c.created_utc, count(r.id), max(r.datetime_utc) AS last "
             "FROM conversations c LEFT JOIN responses r ON r.conversation_id = c.id "
-            "GROUP BY c.id ORDER BY coalesce(last, c.created_utc) DESC" + limit
+            "GROUP BY c.id HAVING count(r.id) > 0 ORDER BY last DESC" + limit
         ).fetchall()
         return [Conversation(*row) for row in rows]
 
+    @_reads
     def status(self) -> Status:
         counts = [
             self.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
@@ -407,6 +434,7 @@ class Store:
 
     # -- deleting ----------------------------------------------------------
 
+    @_reads
     def select_for_delete(
         self,
         *,
@@ -433,42 +461,34 @@ class Store:
         return list(dict.fromkeys(chosen))
 
     def delete(self, response_ids: Iterable[str], *, conversation_id: str | None = None) -> int:
-        """Delete responses (and a whole conversation, when named).
+        """Delete responses, and a whole conversation when one is named.
 
-        Leaves a tombstone for every deleted key so that sync and merge never
-        bring it back; conversations left empty go too; attachments no longer
-        referenced are removed locally.
+        Every deleted key gets a tombstone, so merge and sync never bring it
+        back. A named conversation is tombstoned too, which also removes
+        responses that other machines add to it before they hear of the
+        delete. A conversation merely left empty stays (hidden from
+        ``conversations``): another machine may still be adding to it.
+        Attachments no longer used are removed locally.
         """
         rids = list(response_ids)
+        cid = check_id(conversation_id, "conversation id") if conversation_id is not None else None
         with self.write() as conn:
             stamp = hlc.tick(conn)
             conn.execute("CREATE TEMP TABLE IF NOT EXISTS _doomed (id TEXT PRIMARY KEY)")
             conn.execute("DELETE FROM _doomed")
             conn.executemany("INSERT OR IGNORE INTO _doomed (id) VALUES (?)", [(r,) for r in rids])
-            touched = [r[0] for r in conn.execute(
-                "SELECT DISTINCT conversation_id FROM responses WHERE id IN (SELECT id FROM _doomed)")]
-            atts = [r[0] for r in conn.execute(
-                "SELECT DISTINCT attachment_id FROM parts WHERE attachment_id IS NOT NULL "
-                "AND response_id IN (SELECT id FROM _doomed)")]
             conn.execute("DELETE FROM parts WHERE response_id IN (SELECT id FROM _doomed)")
             deleted = conn.execute("DELETE FROM responses WHERE id IN (SELECT id FROM _doomed)").rowcount
             conn.execute(
                 "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) SELECT 'responses', id, ? FROM _doomed",
                 [stamp])
-            if conversation_id is not None:
-                touched.append(conversation_id)
-            for cid in dict.fromkeys(touched):
-                empty = conn.execute(
-                    "SELECT 1 FROM responses WHERE conversation_id = ? LIMIT 1", [cid]).fetchone() is None
-                if empty:
-                    conn.execute("DELETE FROM conversations WHERE id = ?", [cid])
-                    conn.execute(
-                        "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) VALUES ('conversations', ?, ?)",
-                        [cid, stamp])
-            for att in atts:
+            if cid is not None:
+                conn.execute("DELETE FROM conversations WHERE id = ?", [cid])
                 conn.execute(
-                    "DELETE FROM attachments WHERE id = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM parts WHERE attachment_id = ?)", [att, att])
+                    "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) VALUES ('conversations', ?, ?)",
+                    [cid, stamp])
+            conn.execute("DELETE FROM attachments WHERE id NOT IN "
+                         "(SELECT attachment_id FROM parts WHERE attachment_id IS NOT NULL)")
             conn.execute("DELETE FROM _doomed")
         return deleted
 

@@ -10,25 +10,31 @@ merged into which, and merging twice changes nothing.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localfirst import hlc
 from localfirst.db import check_schema, connect, translate
-from localfirst.errors import BadInput, DatabaseError
+from localfirst.errors import BadInput, DatabaseError, NotADatabase
 from localfirst.store import Store
 
 __all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
 
-# Immutable tables in the order rows must land, with the column whose
-# tombstone removes a row (the tombstone's table in brackets).
-IMMUTABLE_TABLES: tuple[tuple[str, str, str | None], ...] = (
-    ("conversations", "id", "conversations"),
-    ("attachments", "id", None),
-    ("responses", "id", "responses"),
-    ("parts", "response_id", "responses"),
-    ("templates", "id", "templates"),
-    ("template_versions", "template_id", "templates"),
+_DEAD_RESPONSES = "SELECT key FROM main.tombstones WHERE tbl = 'responses'"
+_DEAD_CONVERSATIONS = "SELECT key FROM main.tombstones WHERE tbl = 'conversations'"
+_DEAD_TEMPLATES = "SELECT key FROM main.tombstones WHERE tbl = 'templates'"
+
+# Immutable tables in the order rows must land, each with the rows of the
+# other file that may come in: nothing a tombstone names, nothing inside a
+# deleted conversation or template, and only attachments a kept part uses.
+IMMUTABLE_TABLES: tuple[tuple[str, str], ...] = (
+    ("conversations", f"id NOT IN ({_DEAD_CONVERSATIONS})"),
+    ("responses", f"id NOT IN ({_DEAD_RESPONSES}) AND conversation_id NOT IN ({_DEAD_CONVERSATIONS})"),
+    ("parts", "response_id IN (SELECT id FROM main.responses)"),
+    ("attachments", "id IN (SELECT attachment_id FROM main.parts WHERE attachment_id IS NOT NULL)"),
+    ("templates", f"id NOT IN ({_DEAD_TEMPLATES})"),
+    ("template_versions", f"template_id NOT IN ({_DEAD_TEMPLATES})"),
 )
 # Columns that are local to one file and never copied.
 LOCAL_COLUMNS = {"rowid"}
@@ -66,19 +72,28 @@ def _check_other(path: Path) -> None:
     try:
         pending = check_schema(conn, str(path))
         try:
-            conn.execute("PRAGMA quick_check").fetchone()
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, str(path)) from exc
+        if verdict != "ok":
+            detail = verdict.strip().splitlines()[-1]
+            raise NotADatabase(f"{path} is corrupt ({detail}); nothing was merged")
     finally:
         conn.close()
     if "m001_initial" in pending:
         raise DatabaseError(f"{path} is empty: it holds no localfirst data")
 
 
-def merge_database(store: Store, other: str | Path) -> MergeResult:
-    """Merge every row of the database at ``other`` into ``store``, in one transaction."""
+def merge_database(store: Store | Callable[[], Store], other: str | Path) -> MergeResult:
+    """Merge every row of the database at ``other`` into ``store``, in one transaction.
+
+    ``store`` may be a function that opens it: the other file is checked
+    first, so a refused merge does not even create our database.
+    """
     path = Path(other).expanduser()
     _check_other(path)
+    if not isinstance(store, Store):
+        store = store()
     if store.path != ":memory:" and path.resolve() == Path(store.path).resolve():
         raise BadInput("cannot merge a database into itself")
     conn = store.conn
@@ -91,18 +106,14 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
     try:
         with store.write():
             result.deleted = _merge_tombstones(conn)
-            for table, key, tomb in IMMUTABLE_TABLES:
+            for table, keep in IMMUTABLE_TABLES:
                 ours = _columns(conn, "main", table)
                 theirs = set(_columns(conn, "other", table))
                 cols = ", ".join(c for c in ours if c in theirs and c not in LOCAL_COLUMNS)
                 if not cols:
                     continue  # the other file predates this table
-                where = (
-                    f" WHERE {key} NOT IN (SELECT key FROM main.tombstones WHERE tbl = '{tomb}')"
-                    if tomb else ""
-                )
                 cur = conn.execute(
-                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table}{where}"
+                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table} WHERE {keep}"
                 )
                 result.added[table] = max(cur.rowcount, 0)
             result.renamed = _merge_names(conn)
@@ -119,29 +130,24 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
 
 
 def _merge_tombstones(conn: sqlite3.Connection) -> int:
-    """Take the other file's tombstones and delete what they name here."""
+    """Take the other file's tombstones and delete here what any tombstone names.
+
+    A deleted conversation takes every response in it along, also responses
+    this file added to it that the deleting machine never saw.
+    """
     conn.execute(
         "INSERT INTO main.tombstones (tbl, key, hlc) SELECT tbl, key, hlc FROM other.tombstones WHERE true "
         "ON CONFLICT (tbl, key) DO UPDATE SET hlc = max(hlc, excluded.hlc)"
     )
-    conn.execute(
-        "DELETE FROM main.parts WHERE response_id IN "
-        "(SELECT key FROM other.tombstones WHERE tbl = 'responses')"
-    )
-    deleted = conn.execute(
-        "DELETE FROM main.responses WHERE id IN (SELECT key FROM other.tombstones WHERE tbl = 'responses')"
-    ).rowcount
-    deleted += conn.execute(
-        "DELETE FROM main.conversations WHERE id IN "
-        "(SELECT key FROM other.tombstones WHERE tbl = 'conversations')"
-    ).rowcount
-    conn.execute(
-        "DELETE FROM main.template_versions WHERE template_id IN "
-        "(SELECT key FROM other.tombstones WHERE tbl = 'templates')"
-    )
-    deleted += conn.execute(
-        "DELETE FROM main.templates WHERE id IN (SELECT key FROM other.tombstones WHERE tbl = 'templates')"
-    ).rowcount
+    doomed = (f"SELECT id FROM main.responses WHERE id IN ({_DEAD_RESPONSES}) "
+              f"OR conversation_id IN ({_DEAD_CONVERSATIONS})")
+    conn.execute(f"DELETE FROM main.parts WHERE response_id IN ({doomed})")
+    deleted = conn.execute(f"DELETE FROM main.responses WHERE id IN ({doomed})").rowcount
+    deleted += conn.execute(f"DELETE FROM main.conversations WHERE id IN ({_DEAD_CONVERSATIONS})").rowcount
+    conn.execute(f"DELETE FROM main.template_versions WHERE template_id IN ({_DEAD_TEMPLATES})")
+    deleted += conn.execute(f"DELETE FROM main.templates WHERE id IN ({_DEAD_TEMPLATES})").rowcount
+    conn.execute("DELETE FROM main.attachments WHERE id NOT IN "
+                 "(SELECT attachment_id FROM main.parts WHERE attachment_id IS NOT NULL)")
     return deleted
 
 

@@ -64,7 +64,8 @@ def test_forked_child_never_repeats_parent_ids():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "x" * 26, "01m7xhnvbscbetp2ef6kz6yg5", "81m7xhnvbscbetp2ef6kz6yg5v", "01m7xhnvbscbetp2ef6kz6yg5u"]
+    "bad", ["", "x" * 26, "01m7xhnvbscbetp2ef6kz6yg5", "81m7xhnvbscbetp2ef6kz6yg5v", "01m7xhnvbscbetp2ef6kz6yg5u",
+            "01m7xhnvbscbetp2ef6kz6yg5v\n"]
 )
 def test_malformed_ids_are_rejected(bad):
     assert not ids.is_id(bad)

@@ -214,3 +214,71 @@ def test_merge_command(run, tmp_path):
     assert_one_line_error(run("merge", str(text)), "not an SQLite database")
     assert_one_line_error(run("merge", str(tmp_path / "nope.db")), "does not exist")
     assert dump(paths.default_db_path()) == before
+
+
+def damage_freelist_count(path):
+    """A wrong free-page count in the header: SQLite opens and reads the file, only a check finds it."""
+    data = bytearray(path.read_bytes())
+    data[36:40] = (5).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+
+
+def test_merge_refuses_a_file_that_only_an_integrity_check_finds_corrupt(tmp_path):
+    a = new_store(tmp_path / "a.db")
+    b = new_store(tmp_path / "b.db")
+    b.log_many([Response(model="m", prompt=f"row {i} " + "z" * 300) for i in range(300)])
+    b.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    b.close()
+    damage_freelist_count(tmp_path / "b.db")
+    verdict = sqlite3.connect(tmp_path / "b.db").execute("PRAGMA quick_check").fetchone()[0]
+    assert verdict != "ok"
+    before = canonical(a)
+    with pytest.raises(NotADatabase, match="corrupt"):
+        merge_database(a, tmp_path / "b.db")
+    assert canonical(a) == before
+
+
+def test_attachments_of_deleted_responses_do_not_come_back(tmp_path):
+    a = new_store(tmp_path / "a.db")
+    rid = a.log(Response(model="m", prompt="see", parts=[
+        Part(type="attachment", role="user", attachment=Attachment(b"SECRET BYTES", "text/plain"))]))
+    a.close()
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    a = Store.open(tmp_path / "a.db")
+    a.delete([rid])
+    merge_database(a, tmp_path / "b.db")
+    assert a.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
+    b = Store.open(tmp_path / "b.db")
+    merge_database(b, tmp_path / "a.db")
+    assert b.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
+
+
+def test_a_conversation_continued_elsewhere_survives_deleting_its_last_response(tmp_path):
+    a = new_store(tmp_path / "a.db")
+    first = a.log(Response(model="m", prompt="one"))
+    cid = a.get_response(first).conversation_id
+    a.close()
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    b = Store.open(tmp_path / "b.db")
+    second = b.log(Response(model="m", prompt="two", conversation_id=cid))
+    a = Store.open(tmp_path / "a.db")
+    a.delete([first])
+    merge_database(a, b.path)
+    assert [r.id for r in a.history(cid)] == [second]
+    assert a.pick_conversation(continue_latest=True) == cid
+
+
+def test_a_deleted_conversation_takes_responses_added_elsewhere_along(tmp_path):
+    a = new_store(tmp_path / "a.db")
+    first = a.log(Response(model="m", prompt="one"))
+    cid = a.get_response(first).conversation_id
+    a.close()
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    b = Store.open(tmp_path / "b.db")
+    b.log(Response(model="m", prompt="two", conversation_id=cid))
+    a = Store.open(tmp_path / "a.db")
+    a.delete(a.select_for_delete(conversation_id=cid), conversation_id=cid)
+    merge_database(a, b.path)
+    merge_database(b, a.path)
+    for s in (a, b):
+        assert s.list_responses(count=0) == [] and not s.conversation_exists(cid)

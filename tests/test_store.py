@@ -157,9 +157,21 @@ def test_delete_removes_rows_from_search_and_leaves_tombstones(fresh_store):
     assert [r.id for r in fresh_store.list_responses(query="bananas")] == [keep]
     assert fresh_store.list_responses(query="secret") == []
     tombs = dict(fresh_store.conn.execute("SELECT key, tbl FROM tombstones"))
-    assert tombs == {gone: "responses", cid: "conversations"}
+    assert tombs == {gone: "responses"}
+    # the emptied conversation stays (another machine may add to it) but is not listed
+    assert fresh_store.conversation_exists(cid)
+    assert cid not in [c.id for c in fresh_store.conversations()]
     assert fresh_store.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
     assert fresh_store.conn.execute("SELECT count(*) FROM parts").fetchone()[0] == 0
+
+
+def test_deleting_a_named_conversation_tombstones_it(fresh_store):
+    rid = fresh_store.log(Response(model="m", prompt="whole conversation"))
+    cid = fresh_store.get_response(rid).conversation_id
+    fresh_store.delete(fresh_store.select_for_delete(conversation_id=cid.upper()), conversation_id=cid.upper())
+    tombs = sorted(fresh_store.conn.execute("SELECT tbl, key FROM tombstones"))
+    assert tombs == [("conversations", cid), ("responses", rid)]
+    assert not fresh_store.conversation_exists(cid)
 
 
 def test_delete_by_conversation_and_before(fresh_store):
@@ -216,6 +228,12 @@ def test_base64_attachment_from_json_round_trips():
         Response.from_json({"model": "m", "prompt": "p", "attachments": [{"content_base64": "!!"}]})
     with pytest.raises(BadInput):
         Response.from_json({"model": "m", "prompt": "p", "extras": {"not_namespaced": 1}})
+    with pytest.raises(BadInput, match="datetime_utc"):
+        Response.from_json({"model": "m", "prompt": "p", "datetime_utc": "yesterday"})
+    with pytest.raises(BadInput, match="simulated"):
+        Response.from_json({"model": "m", "prompt": "p", "simulated": "false"})
+    moved = Response.from_json({"model": "m", "prompt": "p", "datetime_utc": "2026-01-02T03:04:05+01:00"})
+    assert moved.datetime_utc == "2026-01-02T02:04:05.000000Z"
 
 
 def test_writes_to_a_read_only_connection_fail_cleanly(db_path):

@@ -121,8 +121,14 @@ def load_config() -> ModelsConfig:
 
 def _write_private(path: Path, data: bytes, *, mode: int) -> None:
     """Replace ``path`` atomically with a file created with ``mode`` from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    from .. import paths
+
+    if path.parent == paths.home():
+        paths.ensure_home()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as f:
