@@ -21,6 +21,21 @@ def median_ms(fn: Callable[[], object], *, runs: int) -> float:
     return statistics.median(samples)
 
 
+def installed_env(**extra: str) -> dict[str, str]:
+    """The environment of an installed copy: pip byte-compiles on install, so
+    .pyc files exist; a PYTHONDONTWRITEBYTECODE left in the environment would
+    make every run recompile the sources and time that instead."""
+    import compileall
+    import os
+
+    root = Path(__file__).resolve().parent.parent
+    for package in ("localfirst", "sync"):
+        compileall.compile_dir(root / package, quiet=1)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 def command_ms(args: Sequence[str], *, runs: int = 21, env: dict[str, str] | None = None) -> float:
     """Median wall time of a command, in ms."""
     def once() -> None:

@@ -5,14 +5,13 @@ Goal: <= 65 ms median. Baseline: `python -c pass` in the same run.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 from pathlib import Path
 
 from localfirst.store import Store
 
-from .common import command_ms, python, sample_responses, table
+from .common import command_ms, installed_env, python, sample_responses, table
 
 GOAL_MS = 65.0
 
@@ -36,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         build(home / "logs.db")
-        env = {**os.environ, "LOCALFIRST_HOME": str(home)}
+        env = installed_env(LOCALFIRST_HOME=str(home))
         base = command_ms([python(), "-c", "pass"], env=env)
         rows = [("python -c pass (baseline)", f"{base:.1f}", "1.0x", "")]
         for label, args in (
