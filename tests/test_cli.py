@@ -412,3 +412,10 @@ def test_a_database_damaged_beyond_its_first_page_is_one_line(run, tmp_path):
         if result.code != 0:
             assert_one_line_error(result)
         assert "Traceback" not in result.err
+
+
+def test_help_for_the_program_and_for_a_group(run):
+    whole = run("--help")
+    assert whole.code == 0 and "logs" in whole.out and "merge" in whole.out and "templates" in whole.out
+    group = run("--db", "x.db", "logs", "--help")
+    assert group.code == 0 and "list" in group.out and "rm" in group.out
