@@ -4,7 +4,8 @@ Every synced row has a globally unique key, so merging is "insert if absent"
 for immutable rows, last writer wins by HLC for mutable fields (a
 conversation's name), and tombstones win over rows: a key deleted in either
 file is deleted in the result. The result is the same whichever file is
-merged into which, and merging twice changes nothing.
+merged into which, and merging twice changes nothing. Merged rows are not
+queued for push: the machine that wrote them pushes them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from localfirst import hlc
 from localfirst.db import check_schema, connect, translate
 from localfirst.errors import BadInput, DatabaseError
 from localfirst.store import Store
+
+from .capture import guard
 
 __all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
 
@@ -87,7 +90,9 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
         raise translate(exc, str(path)) from exc
     result = MergeResult()
     try:
-        with store.write():
+        # Rows that arrive by merge are not this host's own writes: the guard
+        # keeps them out of the sync outbox, as for rows applied by a pull.
+        with store.write(), guard(conn, "merge"):
             result.deleted = _merge_tombstones(conn)
             for table, key, tomb in IMMUTABLE_TABLES:
                 ours = _columns(conn, "main", table)

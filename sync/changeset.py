@@ -1,0 +1,232 @@
+"""Changesets: gzip JSON Lines with deterministic bytes.
+
+Line 1 is the header; every further line is one operation on one row:
+
+    {"format":1,"host":H,"prev":SHA,"rows":N,"schema":S,"seq":Q,"store":ID,"type":"localfirst-changeset"}
+    {"op":"set","row":{"created_utc":...,"id":...,"name":...,"name_hlc":...},"table":"conversations"}
+    {"op":"put","row":{"id":...,...},"table":"responses"}
+    {"op":"del","hlc":HLC,"key":ID,"table":"responses"}
+
+Keys are sorted, separators compact and the gzip mtime zero, so the same
+changes always make the same bytes. Byte values are written ``{"b64": ...}``.
+
+A changeset is untrusted input: :func:`decode` checks the header, every
+table and column name against the registry and the live schema, and every
+key, before anything builds SQL from them.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import sqlite3
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from localfirst.errors import CorruptObject, RemoteError
+
+from .tables import BY_NAME, HLC_RE, TABLES, TOMBSTONE_TABLES, SyncedTable, check_key_value, columns
+
+__all__ = ["FORMAT", "Header", "Op", "encode", "decode", "sha256", "FormatTooNew", "Schema"]
+
+FORMAT = 1
+TYPE = "localfirst-changeset"
+
+# (op, table, row or None, key or None, hlc or None)
+Op = tuple[str, str, dict[str, Any] | None, str | None, str | None]
+
+
+class FormatTooNew(RemoteError):
+    """The remote holds data of a newer sync format than this version reads."""
+
+
+@dataclass(frozen=True)
+class Header:
+    store: str
+    host: str
+    seq: int
+    prev: str
+    schema: int
+    rows: int
+    format: int = FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": TYPE, "format": self.format, "store": self.store, "host": self.host,
+            "seq": self.seq, "prev": self.prev, "schema": self.schema, "rows": self.rows,
+        }
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _value_out(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode()}
+    return value
+
+
+def _line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(header: Header, ops: list[Op]) -> bytes:
+    """The exact bytes of a changeset: the same input always gives the same bytes."""
+    assert header.rows == len(ops)
+    lines = [_line(header.to_json())]
+    for op, table, row, key, stamp in ops:
+        if op == "del":
+            lines.append(_line({"op": op, "table": table, "key": key, "hlc": stamp}))
+        else:
+            assert row is not None
+            lines.append(_line({"op": op, "table": table, "row": {k: _value_out(v) for k, v in row.items()}}))
+    text = "\n".join(lines) + "\n"
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+class Schema:
+    """The synced columns of this database, read once per connection."""
+
+    def __init__(self, conn: sqlite3.Connection, version: int) -> None:
+        self.version = version
+        self.columns = {t.name: frozenset(columns(conn, t)) for t in TABLES}
+
+
+def _text(data: bytes, where: str) -> list[str]:
+    try:
+        return gzip.decompress(data).decode().splitlines()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
+
+
+def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
+    """Parse and check the header line; returns it with the operation lines."""
+    lines = _text(data, where)
+    try:
+        raw = json.loads(lines[0]) if lines else None
+    except ValueError as exc:
+        raise CorruptObject(f"{where} is damaged: its header is not JSON") from exc
+    if not isinstance(raw, dict) or raw.get("type") != TYPE:
+        raise CorruptObject(f"{where} is not a localfirst changeset")
+    fmt = raw.get("format")
+    if isinstance(fmt, int) and fmt > FORMAT:
+        raise FormatTooNew(f"{where} uses sync format {fmt}; this localfirst reads format {FORMAT}: upgrade it")
+    try:
+        header = Header(
+            store=_str(raw["store"]), host=_str(raw["host"]), seq=_int(raw["seq"]), prev=_str(raw["prev"]),
+            schema=_int(raw["schema"]), rows=_int(raw["rows"]), format=_int(fmt),
+        )
+    except (KeyError, TypeError) as exc:
+        raise CorruptObject(f"{where} has a damaged header") from exc
+    if header.rows != len(lines) - 1:
+        raise CorruptObject(f"{where} is truncated: header says {header.rows} rows, it holds {len(lines) - 1}")
+    return header, lines[1:]
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(v)
+    return v
+
+
+def _int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise TypeError(v)
+    return v
+
+
+def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, list[Op]]:
+    """Parse and check every line; raise CorruptObject before returning anything bad.
+
+    Unknown columns are dropped when the changeset comes from a newer schema
+    and refused otherwise (nothing we know of writes them).
+    """
+    header, lines = read_header(data, where)
+    newer = header.schema > schema.version
+    ops: list[Op] = []
+    for n, line in enumerate(lines, start=2):
+        try:
+            raw = json.loads(line)
+        except ValueError as exc:
+            raise CorruptObject(f"{where} line {n} is not JSON") from exc
+        ops.append(_check_op(raw, schema, newer=newer, where=f"{where} line {n}"))
+    return header, ops
+
+
+def _check_op(raw: Any, schema: Schema, *, newer: bool, where: str) -> Op:
+    if not isinstance(raw, dict):
+        raise CorruptObject(f"{where}: an operation must be an object")
+    op, name = raw.get("op"), raw.get("table")
+    if op == "del":
+        if name not in TOMBSTONE_TABLES:
+            raise _unknown_table(name, newer, where)
+        key, stamp = raw.get("key"), raw.get("hlc")
+        kind = _tombstone_key_kind(str(name))
+        if not check_key_value(kind, key):
+            raise CorruptObject(f"{where}: invalid key {key!r} for {name}")
+        if not isinstance(stamp, str) or not HLC_RE.match(stamp):
+            raise CorruptObject(f"{where}: invalid hlc {stamp!r}")
+        return ("del", str(name), None, str(key), stamp)
+    if op not in ("put", "set"):
+        raise CorruptObject(f"{where}: unknown operation {op!r}")
+    table = BY_NAME.get(name) if isinstance(name, str) else None
+    if table is None:
+        raise _unknown_table(name, newer, where)
+    if op != table.op:
+        raise CorruptObject(f"{where}: {op!r} is not allowed on {table.name}")
+    row_in = raw.get("row")
+    if not isinstance(row_in, dict):
+        raise CorruptObject(f"{where}: row must be an object")
+    known = schema.columns[table.name]
+    row: dict[str, Any] = {}
+    for col, value in row_in.items():
+        if col not in known:
+            if newer:
+                continue
+            raise CorruptObject(f"{where}: unknown column {col!r} of {table.name}")
+        row[col] = _value_in(value, where)
+    _check_row_keys(table, row, where)
+    return (op, table.name, row, None, None)
+
+
+def _unknown_table(name: Any, newer: bool, where: str) -> CorruptObject:
+    hint = "; it comes from a newer localfirst: upgrade this one" if newer else ""
+    return CorruptObject(f"{where}: unknown table {name!r}{hint}")
+
+
+def _tombstone_key_kind(name: str) -> str:
+    for t in TABLES:
+        if t.tombstone and t.tombstone[0] == name and t.name == name:
+            return t.key[t.tombstone[1]]
+    raise AssertionError(name)
+
+
+def _check_row_keys(table: SyncedTable, row: dict[str, Any], where: str) -> None:
+    for col, kind in table.key.items():
+        if not check_key_value(kind, row.get(col)):
+            raise CorruptObject(f"{where}: invalid key {col}={row.get(col)!r} for {table.name}")
+    for col, hlc_col in table.mutable.items():
+        stamp = row.get(hlc_col, "")
+        if not isinstance(stamp, str) or (stamp and not HLC_RE.match(stamp)):
+            raise CorruptObject(f"{where}: invalid {hlc_col} {stamp!r}")
+        row.setdefault(hlc_col, "")
+        row.setdefault(col, None)
+    for col, target in table.carries.items():
+        ref = row.get(col)
+        if ref is not None and not check_key_value(next(iter(BY_NAME[target].key.values())), ref):
+            raise CorruptObject(f"{where}: invalid reference {col}={ref!r}")
+
+
+def _value_in(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except ValueError as exc:
+            raise CorruptObject(f"{where}: invalid base64 value") from exc
+    raise CorruptObject(f"{where}: values must be strings, numbers, null or bytes")
