@@ -78,7 +78,7 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
                     )
             conn.executemany(f"DELETE FROM {table.name} WHERE {col} = ?", keys)
     groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = defaultdict(list)
-    for op, name, row, _, _ in ops:
+    for _, name, row, _, _ in ops:
         if row is not None:
             groups[(name, tuple(row))].append(row)
     order = {t.name: i for i, t in enumerate(TABLES)}
@@ -98,7 +98,7 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
                 if row.get(ref) is not None:
                     collected[target].add(row[ref])
         conn.executemany(_insert_sql(table, cols), params)
-    for target, keys in collected.items():
+    for target, found in collected.items():
         if not BY_NAME[target].collected:
             continue
         key_col = next(iter(BY_NAME[target].key))
@@ -107,7 +107,7 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
         ) or "true"
         n = len(_referrers(target))
         conn.executemany(
-            f"DELETE FROM {target} WHERE {key_col} = ? AND {unused}", [[k] + [k] * n for k in sorted(keys)]
+            f"DELETE FROM {target} WHERE {key_col} = ? AND {unused}", [[k] + [k] * n for k in sorted(found)]
         )
     if newest:
         hlc.observe(conn, newest)

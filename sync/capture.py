@@ -86,7 +86,11 @@ class OutboxBatch:
         return [tuple(json.loads(k)) for k in raw]
 
     def tombstones(self) -> list[tuple[str, str]]:
-        return [tuple(json.loads(k)) for k in self.keys.get("tombstones", [])]  # type: ignore[misc]
+        out: list[tuple[str, str]] = []
+        for k in self.keys.get("tombstones", []):
+            tbl, key = json.loads(k)
+            out.append((str(tbl), str(key)))
+        return out
 
 
 def outbox_batch(conn: sqlite3.Connection, remote: str, *, limit: int) -> OutboxBatch:

@@ -26,7 +26,7 @@ def _select(conn: sqlite3.Connection, table: SyncedTable, keys: list[tuple[Any, 
         where = f"({', '.join(names)}) IN (SELECT {picks} FROM json_each(?))"
         param = json.dumps([list(k) for k in keys])
     rows = conn.execute(f"SELECT {', '.join(cols)} FROM {table.name} WHERE {where}", [param]).fetchall()
-    return [dict(zip(cols, r)) for r in rows]
+    return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
 def _key(table: SyncedTable, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -57,7 +57,7 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch) -> list[Op]:
             for r in _select(conn, BY_NAME[target], missing):
                 found[target][_key(BY_NAME[target], r)] = r
     for table in TABLES:
-        rows = found[table.name]
-        for key in sorted(rows):
-            ops.append((table.op, table.name, rows[key], None, None))
+        by_key = found[table.name]
+        for row_key in sorted(by_key):
+            ops.append((table.op, table.name, by_key[row_key], None, None))
     return ops

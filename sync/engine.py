@@ -23,8 +23,8 @@ from localfirst.store import Store
 
 from . import capture
 from .config import get_remote
-from .push import push_session
-from .pull import pull_session
+from .receive import pull_session
+from .send import push_session
 from .remotes import Remote, open_remote
 from .session import Progress, Session, head_key
 

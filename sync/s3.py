@@ -16,6 +16,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from localfirst.errors import RemoteError
@@ -130,7 +131,7 @@ class S3Remote:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full, "Delimiter": "/"}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._call(f"list {self.url}/{prefix}", lambda: self.client.list_objects_v2(**kwargs))
+            page = self._call(f"list {self.url}/{prefix}", partial(self.client.list_objects_v2, **kwargs))
             for item in page.get("Contents", []):
                 out[prefix + item["Key"][len(full):]] = str(item["ETag"])
             token = page.get("NextContinuationToken")
