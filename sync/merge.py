@@ -107,6 +107,12 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
                 )
                 result.added[table] = max(cur.rowcount, 0)
             result.renamed = _merge_names(conn)
+            # As Store.delete and sync do: an attachment lives only while a
+            # part references it (one deleted in either file stays deleted).
+            conn.execute(
+                "DELETE FROM main.attachments WHERE NOT EXISTS "
+                "(SELECT 1 FROM main.parts WHERE attachment_id = main.attachments.id)"
+            )
             seen = conn.execute(
                 "SELECT max(h) FROM (SELECT max(name_hlc) AS h FROM other.conversations "
                 "UNION ALL SELECT max(hlc) FROM other.tombstones)"

@@ -120,13 +120,17 @@ def _done(s: Session, p: Pending, chain: Chain) -> Chain:
 
 def _write_head(s: Session, chain: Chain) -> Chain:
     body = json.dumps({"host": s.host, "seq": chain.seq, "sha256": chain.sha256}, sort_keys=True).encode()
+    digest = sha256(body)
     try:
         etag = s.remote.put(
-            head_key(s.host), body, sha256=sha256(body),
-            create_only=chain.head_etag is None, if_match=chain.head_etag,
+            head_key(s.host), body, sha256=digest, create_only=chain.head_etag is None, if_match=chain.head_etag,
         )
     except (ObjectExists, PreconditionFailed) as exc:
-        raise fork_error(s.config, s.host, f"{head_key(s.host)} changed while pushing") from exc
+        # A retry of our own write that had landed finds our own bytes.
+        info = s.remote.head(head_key(s.host))
+        if info.sha256 != digest:
+            raise fork_error(s.config, s.host, f"{head_key(s.host)} changed while pushing") from exc
+        etag = info.etag
     chain = Chain(chain.seq, chain.sha256, chain.seq, etag)
     with s.store.write():
         s.save_chain(s.host, chain)

@@ -337,3 +337,23 @@ def test_a_head_with_a_path_in_its_name_is_ignored(tmp_path: Path) -> None:
     remote = CountingRemote(open_remote(RemoteConfig("origin", f"file://{root}")))
     sync.pull(b, client=remote)
     assert all(".." not in key for _, key in remote.keys)
+
+
+@pytest.mark.parametrize("deleter_first", [True, False])
+def test_a_delete_that_arrives_before_the_row_keeps_it_deleted(tmp_path: Path, deleter_first: bool) -> None:
+    """c pulls a's row and b's deletion of it in one pull, in either host order."""
+    url = f"file://{tmp_path}/remote"
+    a, b, c = (machine(url)[0] for _ in range(3))
+    low, high = sorted([a.host_id, b.host_id])
+    a_id, b_id = (high, low) if deleter_first else (low, high)
+    for store, host in ((a, a_id), (b, b_id)):
+        store.conn.execute("UPDATE meta SET value = ? WHERE key = 'host_id'", [host])
+    rid = log(a, "doomed")
+    sync.sync(a)
+    sync.sync(b)
+    b.delete([rid])
+    sync.sync(b)
+    sync.pull(c)
+    assert c.list_responses(count=0) == []
+    sync.sync(a)
+    assert dump(a) == dump(b) == dump(c)
