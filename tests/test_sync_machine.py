@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -103,4 +104,4 @@ class ThreeMachines(RuleBasedStateMachine):
 
 
 ThreeMachines.TestCase.settings = settings(max_examples=50, stateful_step_count=50, deadline=None)
-TestThreeMachines = ThreeMachines.TestCase
+TestThreeMachines = pytest.mark.slow(ThreeMachines.TestCase)
