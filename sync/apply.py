@@ -14,8 +14,10 @@ The caller holds the write transaction and the capture guard.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
+from operator import itemgetter
 from typing import Any
 
 from localfirst import hlc
@@ -33,12 +35,8 @@ def _referrers(target: str) -> list[tuple[str, str]]:
 def _insert_sql(table: SyncedTable, cols: tuple[str, ...]) -> str:
     marks = ", ".join("?" * len(cols))
     names = ", ".join(cols)
-    if table.tombstone:
-        guard = " WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE tbl = ? AND key = ?)"
-    else:
-        guard = " WHERE true"
     if not table.mutable:
-        return f"INSERT OR IGNORE INTO {table.name} ({names}) SELECT {marks}{guard}"
+        return f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"
     sets = []
     for col, stamp in table.mutable.items():
         # Every right-hand side reads the old row, so the CASE sees the old stamp.
@@ -46,9 +44,23 @@ def _insert_sql(table: SyncedTable, cols: tuple[str, ...]) -> str:
         sets.append(f"{stamp} = max({stamp}, excluded.{stamp})")
     target = ", ".join(table.key)
     return (
-        f"INSERT INTO {table.name} ({names}) SELECT {marks}{guard} "
+        f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "
         f"ON CONFLICT ({target}) DO UPDATE SET {', '.join(sets)}"
     )
+
+
+def _alive(conn: sqlite3.Connection, table: SyncedTable, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose key has no tombstone: a deleted key never comes back."""
+    assert table.tombstone
+    tbl, col = table.tombstone
+    keys = {row[col] for row in rows}
+    dead = {
+        r[0] for r in conn.execute(
+            "SELECT key FROM tombstones WHERE tbl = ? AND key IN (SELECT value FROM json_each(?))",
+            [tbl, json.dumps(sorted(keys))],
+        )
+    }
+    return [row for row in rows if row[col] not in dead] if dead else rows
 
 
 def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
@@ -84,12 +96,11 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op]) -> None:
     order = {t.name: i for i, t in enumerate(TABLES)}
     for (name, cols), rows in sorted(groups.items(), key=lambda g: order[g[0][0]]):
         table = BY_NAME[name]
-        params: list[list[Any]] = []
+        if table.tombstone:
+            rows = _alive(conn, table, rows)
+        pick = itemgetter(*cols)
+        params = [pick(row) for row in rows] if len(cols) > 1 else [(pick(row),) for row in rows]
         for row in rows:
-            values = [row[c] for c in cols]
-            if table.tombstone:
-                values += [table.tombstone[0], row[table.tombstone[1]]]
-            params.append(values)
             for stamp in table.mutable.values():
                 newest = max(newest, row.get(stamp) or "")
             if table.collected:

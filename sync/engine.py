@@ -24,8 +24,8 @@ from localfirst.store import Store
 from . import capture
 from .config import get_remote
 from .receive import pull_session
-from .send import push_session
 from .remotes import Remote, open_remote
+from .send import push_session
 from .session import Progress, Session, head_key
 
 __all__ = [
