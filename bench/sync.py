@@ -9,6 +9,7 @@ Each figure is printed beside a baseline measured in the same run.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -97,10 +98,10 @@ def sync_wall_ms(root: Path, *, runs: int) -> tuple[float, float]:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from tests.synctools import free_port
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -171,6 +171,9 @@ def m001_initial(db: Database) -> None:
 def _m020_capture(table: str, key_sql: str, *, on: str = "INSERT", name: str = "insert") -> str:
     """A trigger that queues the key of a written row for every remote.
 
+    Applied migrations call it: never change what it returns. A later
+    migration that syncs a new table (see sync/tables.py) calls it too.
+
     It does nothing while a guard row exists (sync applying remote changes,
     or ``localfirst merge``), so rows that came from elsewhere are not pushed
     back as ours. INSERT OR REPLACE gives a re-queued key a new id, so a

@@ -198,15 +198,16 @@ def _check_op(raw: Any, schema: Schema, *, newer: bool) -> Op:
     if not isinstance(row_in, dict):
         raise _Bad("row must be an object")
     known = schema.columns[table.name]
-    unknown = row_in.keys() - known
-    if unknown:
+    if not known.issuperset(row_in):
         if not newer:
-            raise _Bad(f"unknown column {sorted(unknown)[0]!r} of {table.name}")
+            unknown = sorted(k for k in row_in if k not in known)
+            raise _Bad(f"unknown column {unknown[0]!r} of {table.name}")
         row_in = {k: v for k, v in row_in.items() if k in known}
     row: dict[str, Any] = row_in
-    for col, value in row_in.items():
-        if type(value) not in _SCALARS:
-            row[col] = _value_in(value)
+    if not _SCALARS.issuperset(map(type, row_in.values())):
+        for col, value in row_in.items():
+            if type(value) not in _SCALARS:
+                row[col] = _value_in(value)
     _check_row_keys(table, row)
     return (op, table.name, row, None, None)
 

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from synctools import Crash, CountingRemote, CrashingRemote, dump, log, new_store
+from synctools import CountingRemote, Crash, CrashingRemote, dump, log, new_store
 
 import sync
 from localfirst.errors import CorruptObject, ForkDetected
 from localfirst.store import Store
-from sync import send as push_module
 from sync import receive as pull_module
+from sync import send as push_module
 from sync.changeset import Header, encode, sha256
 from sync.remotes import Remote, RemoteConfig, open_remote
 from sync.session import head_key, log_key
