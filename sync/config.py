@@ -39,7 +39,10 @@ def add_remote(
         folder = Path(url.removeprefix("file://"))
         if not folder.parent.is_dir():
             raise BadInput(f"cannot use {folder}: its parent folder does not exist")
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise BadInput(f"cannot use {folder} as a remote folder: {exc.strerror}") from exc
     with store.write() as conn:
         if conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [name]).fetchone():
             raise BadInput(f"a remote named {name!r} already exists; remove it first")

@@ -32,10 +32,13 @@ class FolderRemote:
             raise RemoteError(f"remote folder {self.root} does not exist (is the drive mounted?)")
 
     @staticmethod
-    def _etag(st: os.stat_result) -> str:
-        return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+    def _etag(data: bytes) -> str:
+        # From the content, as S3's: a replaced file can reuse the inode and,
+        # on coarse file systems, the mtime, but not the bytes.
+        return hashlib.sha256(data).hexdigest()[:32]
 
     def list(self, prefix: str) -> dict[str, str]:
+        """Keys under ``prefix`` with an ETag made from their content (heads are small)."""
         self._check_root()
         folder = self._path(prefix.rstrip("/"))
         out: dict[str, str] = {}
@@ -47,7 +50,12 @@ class FolderRemote:
             raise RemoteError(f"cannot list {folder}: {exc.strerror}") from exc
         for entry in entries:
             if entry.is_file() and not entry.name.startswith("."):
-                out[prefix + entry.name] = self._etag(entry.stat())
+                try:
+                    out[prefix + entry.name] = self._etag(Path(entry.path).read_bytes())
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise RemoteError(f"cannot read {entry.path}: {exc.strerror}") from exc
         return out
 
     def get(self, key: str) -> bytes:
@@ -62,7 +70,7 @@ class FolderRemote:
     def head(self, key: str) -> ObjectInfo:
         # A folder keeps no metadata; hashing the file is a local read.
         data = self.get(key)
-        return ObjectInfo(self._etag(self._path(key).stat()), hashlib.sha256(data).hexdigest())
+        return ObjectInfo(self._etag(data), hashlib.sha256(data).hexdigest())
 
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
         self._check_root()
@@ -82,13 +90,13 @@ class FolderRemote:
             else:
                 if if_match is not None:
                     try:
-                        current = self._etag(path.stat())
+                        current: str | None = self._etag(path.read_bytes())
                     except FileNotFoundError:
                         current = None
                     if current != if_match:
                         raise PreconditionFailed(f"{key} in {self.url} changed since it was read")
                 os.replace(tmp, path)
-            return self._etag(path.stat())
+            return self._etag(data)
         except OSError as exc:
             raise RemoteError(f"cannot write {key} in {self.url}: {exc.strerror}") from exc
         finally:

@@ -146,7 +146,10 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
     chain = s.chain(s.host)
     pending = _pending(s)
     if pending is not None and pending.host != s.host:
-        pending = None  # built under a host id this store no longer uses
+        # Built under a host id this store no longer uses: its rows are still queued.
+        with s.store.write() as conn:
+            conn.execute("DELETE FROM sync_pending WHERE remote = ?", [s.name])
+        pending = None
     if pending is None and capture.pending_count(s.conn, s.name) == 0 and chain.head_seq >= chain.seq:
         return 0, 0
     s.store_id()

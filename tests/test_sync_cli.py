@@ -64,6 +64,12 @@ def test_mistakes_are_one_error_line_and_change_nothing(
     assert remotes(isolated_home) == []
 
 
+def test_a_file_is_not_a_remote_folder(run: Any, tmp_path: Path, isolated_home: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    one_error(run("remote", "add", "origin", f"file://{tmp_path}/file"), 2)
+    assert remotes(isolated_home) == []
+
+
 def test_duplicate_remote_is_refused(run: Any, tmp_path: Path, isolated_home: Path) -> None:
     run("remote", "add", "origin", f"file://{tmp_path}/r")
     one_error(run("remote", "add", "origin", f"file://{tmp_path}/other"), 2)
@@ -124,3 +130,17 @@ def test_every_sync_command_is_documented() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
     for name in _commands():
         assert f"localfirst {name}" in doc, name
+
+
+def test_progress_bar_only_on_a_terminal(run: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    import sys
+
+    run("remote", "add", "origin", f"file://{tmp_path}/r")
+    run("log", "-m", "m", "-p", "hi", "-r", "there")
+    sys.modules.pop("rich.progress", None)
+    assert run("push").err == ""
+    assert "rich.progress" not in sys.modules, "rich is imported only to draw on a terminal"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    run("log", "-m", "m", "-p", "again", "-r", "there")
+    assert run("push").code == 0
+    assert "rich.progress" in sys.modules
