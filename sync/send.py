@@ -29,8 +29,10 @@ from .session import Chain, Session, fork_error, head_key, log_key
 
 __all__ = ["push_session", "MAX_KEYS"]
 
-# Keys per changeset (each key is one row, plus the attachments it carries).
+# Keys per changeset (each key is one row, plus the attachments it carries),
+# and the size above which a changeset is built again with fewer keys.
 MAX_KEYS = 5000
+MAX_BYTES = 32_000_000
 
 
 @dataclass
@@ -53,9 +55,10 @@ def _pending(s: Session) -> Pending | None:
 def _build(s: Session, chain: Chain) -> Pending | None:
     """Turn the oldest queued keys into the next changeset, saved as pending."""
     store_id = s.store_id()
+    limit = MAX_KEYS
     while True:
         with s.store.write() as conn:
-            batch = capture.outbox_batch(conn, s.name, limit=MAX_KEYS)
+            batch = capture.outbox_batch(conn, s.name, limit=limit)
             if not batch:
                 return None
             ops = collect(conn, batch)
@@ -68,6 +71,10 @@ def _build(s: Session, chain: Chain) -> Pending | None:
                 schema=s.schema_version, rows=len(ops),
             )
             body = encode(header, ops)
+            if len(body) > MAX_BYTES and limit > 1:
+                # Large attachments: fewer rows in this changeset.
+                limit = max(1, limit // 4)
+                continue
             pending = Pending(s.host, header.seq, sha256(body), batch.max_id, len(ops), body)
             conn.execute(
                 "INSERT INTO sync_pending (remote, host, seq, sha256, outbox_max, rows, body) "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import json
 import shutil
 from collections.abc import Iterator
@@ -357,3 +358,15 @@ def test_a_delete_that_arrives_before_the_row_keeps_it_deleted(tmp_path: Path, d
     assert c.list_responses(count=0) == []
     sync.sync(a)
     assert dump(a) == dump(b) == dump(c)
+
+
+def test_big_attachments_make_smaller_changesets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push_module, "MAX_BYTES", 30_000)
+    url = f"file://{tmp_path}/remote"
+    a, b = machine(url)[0], machine(url)[0]
+    for i in range(4):
+        log(a, f"p{i}", attachment=os.urandom(20_000))
+    assert sync.push(a).changesets >= 4
+    sync.pull(b)
+    assert dump(a) == dump(b)
+    assert all(p.stat().st_size < 60_000 for p in (tmp_path / "remote" / "log").rglob("*.gz"))
