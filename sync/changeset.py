@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
 import sqlite3
 import zlib
@@ -103,11 +104,28 @@ def _text(data: bytes, where: str) -> list[str]:
         raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
 
 
+def peek_header(data: bytes, where: str) -> Header:
+    """The header alone, decompressing only the start of the changeset."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+            first = f.readline(1 << 16).decode()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
+    return _parse_header(first, where)
+
+
 def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
     """Parse and check the header line; returns it with the operation lines."""
     lines = _text(data, where)
+    header = _parse_header(lines[0] if lines else "", where)
+    if header.rows != len(lines) - 1:
+        raise CorruptObject(f"{where} is truncated: header says {header.rows} rows, it holds {len(lines) - 1}")
+    return header, lines[1:]
+
+
+def _parse_header(line: str, where: str) -> Header:
     try:
-        raw = json.loads(lines[0]) if lines else None
+        raw = json.loads(line) if line else None
     except ValueError as exc:
         raise CorruptObject(f"{where} is damaged: its header is not JSON") from exc
     if not isinstance(raw, dict) or raw.get("type") != TYPE:
@@ -122,9 +140,7 @@ def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
         )
     except (KeyError, TypeError) as exc:
         raise CorruptObject(f"{where} has a damaged header") from exc
-    if header.rows != len(lines) - 1:
-        raise CorruptObject(f"{where} is truncated: header says {header.rows} rows, it holds {len(lines) - 1}")
-    return header, lines[1:]
+    return header
 
 
 def _str(v: Any) -> str:

@@ -117,18 +117,26 @@ def pull(store: Store, remote: str | None = None, *, client: Remote | None = Non
          progress: Progress | None = None) -> PullResult:
     """Apply what other hosts pushed to the remote since the last pull."""
     s = _session(store, remote, client, progress)
-    _, hosts, changesets, rows = pull_session(s)
-    return PullResult(s.name, hosts, changesets, rows, s.remote.bytes_received, s.remote.requests)
+    got = pull_session(s)
+    if got.errors:
+        raise got.errors[0]
+    return PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
 
 
 def sync(store: Store, remote: str | None = None, *, client: Remote | None = None,
          progress: Progress | None = None) -> SyncResult:
-    """Pull, then push; the push reuses the pull's listing of heads."""
+    """Pull, then push; the push reuses the pull's listing of heads.
+
+    A host whose changesets are refused (corrupt, too new) does not stop
+    the others, nor our push: its error is raised at the end.
+    """
     s = _session(store, remote, client, progress)
-    listing, hosts, changesets, rows = pull_session(s)
-    pulled = PullResult(s.name, hosts, changesets, rows, s.remote.bytes_received, s.remote.requests)
+    got = pull_session(s)
+    pulled = PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
     before = s.remote.requests
-    sent, sent_rows = push_session(s, listing)
+    sent, sent_rows = push_session(s, got.listing)
+    if got.errors:
+        raise got.errors[0]
     pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before)
     return SyncResult(pulled, pushed)
 

@@ -11,14 +11,16 @@
 
 from __future__ import annotations
 
-from localfirst.errors import CorruptObject
+from dataclasses import dataclass, field
+
+from localfirst.errors import CorruptObject, RemoteError
 
 from . import capture
 from .apply import apply_ops
-from .changeset import Schema, decode, read_header, sha256
+from .changeset import FormatTooNew, Schema, decode, peek_header, sha256
 from .session import Chain, Session, host_of_head, log_key
 
-__all__ = ["pull_session"]
+__all__ = ["pull_session", "Pulled"]
 
 
 def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[tuple[int, str, bytes]]:
@@ -30,7 +32,7 @@ def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[t
     for q in range(chain.seq + 1, seq + 1):
         key = log_key(host, q)
         body = s.remote.get(key)
-        header, _ = read_header(body, key)
+        header = peek_header(body, key)
         if header.host != host or header.seq != q or header.store != store:
             raise CorruptObject(f"{key} does not belong there (it names host {header.host}, changeset {header.seq})")
         if header.prev != prev:
@@ -55,8 +57,8 @@ def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, bytes], 
     return len(ops)
 
 
-def pull_session(s: Session) -> tuple[dict[str, str], int, int, int]:
-    """Apply what is new; returns (the heads listing, hosts, changesets, rows)."""
+def pull_session(s: Session) -> Pulled:
+    """Apply what is new from every host; what could not be applied is in ``errors``."""
     listing = s.remote.list("heads/")
     changed: list[tuple[str, str]] = []
     for key, etag in sorted(listing.items()):
@@ -66,30 +68,48 @@ def pull_session(s: Session) -> tuple[dict[str, str], int, int, int]:
         if s.chain(host).head_etag != etag:
             changed.append((host, etag))
     if not changed:
-        return listing, 0, 0, 0
+        return Pulled(listing)
     s.store_id()
     schema = Schema(s.conn, s.schema_version)
     # Big pulls insert into several indexes: a larger page cache (64 MB,
     # this connection only) keeps them in memory.
     s.conn.execute("PRAGMA cache_size = -65536")
-    hosts = changesets = rows = 0
+    result = Pulled(listing)
     for host, etag in changed:
-        chain = s.chain(host)
-        head = s.read_head(host)
-        if head[0] < chain.seq or (head[0] == chain.seq and head[1] != chain.sha256):
-            raise CorruptObject(
-                f"the head of host {host} went back from changeset {chain.seq} to {head[0]}, or was replaced"
-            )
-        items = _fetch(s, host, chain, head)
-        if not items:
-            with s.store.write():
-                s.save_chain(host, Chain(chain.seq, chain.sha256, head[0], etag))
-            continue
-        hosts += 1
-        for i, item in enumerate(items):
-            last = i == len(items) - 1
-            chain = Chain(item[0], item[1], head[0] if last else chain.head_seq, etag if last else chain.head_etag)
-            rows += _apply(s, schema, host, item, chain)
-            changesets += 1
-            s.tick(changesets, changesets + len(items) - i - 1)
-    return listing, hosts, changesets, rows
+        try:
+            _pull_host(s, schema, host, etag, result)
+        except (CorruptObject, FormatTooNew) as exc:
+            # One bad host does not hold back the others; the error is raised
+            # once every other host is applied (and, by sync, after the push).
+            result.errors.append(exc)
+    return result
+
+
+@dataclass
+class Pulled:
+    listing: dict[str, str]
+    hosts: int = 0
+    changesets: int = 0
+    rows: int = 0
+    errors: list[RemoteError] = field(default_factory=list)
+
+
+def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled) -> None:
+    chain = s.chain(host)
+    head = s.read_head(host)
+    if head[0] < chain.seq or (head[0] == chain.seq and head[1] != chain.sha256):
+        raise CorruptObject(
+            f"the head of host {host} went back from changeset {chain.seq} to {head[0]}, or was replaced"
+        )
+    items = _fetch(s, host, chain, head)
+    if not items:
+        with s.store.write():
+            s.save_chain(host, Chain(chain.seq, chain.sha256, head[0], etag))
+        return
+    result.hosts += 1
+    for i, item in enumerate(items):
+        last = i == len(items) - 1
+        chain = Chain(item[0], item[1], head[0] if last else chain.head_seq, etag if last else chain.head_etag)
+        result.rows += _apply(s, schema, host, item, chain)
+        result.changesets += 1
+        s.tick(result.changesets, result.changesets + len(items) - i - 1)

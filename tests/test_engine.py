@@ -370,3 +370,19 @@ def test_big_attachments_make_smaller_changesets(tmp_path: Path, monkeypatch: py
     sync.pull(b)
     assert dump(a) == dump(b)
     assert all(p.stat().st_size < 60_000 for p in (tmp_path / "remote" / "log").rglob("*.gz"))
+
+
+def test_one_tampered_host_holds_back_neither_the_others_nor_our_push(tmp_path: Path) -> None:
+    a, b, root = _published(tmp_path)
+    c = machine(f"file://{root}")[0]
+    log(c, "from c")
+    sync.sync(c)
+    path = root / log_key(a.host_id, 2)
+    path.write_bytes(path.read_bytes()[:-3])
+    log(b, "b's own")
+    with pytest.raises(CorruptObject):
+        sync.sync(b)
+    assert "from c" in {r.prompt for r in b.list_responses(count=0)}
+    assert b.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0, "b still pushed"
+    sync.pull(c)
+    assert "b's own" in {r.prompt for r in c.list_responses(count=0)}
