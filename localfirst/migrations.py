@@ -246,3 +246,9 @@ def m020_sync(db: Database) -> None:
         + _m020_capture("tombstones", "json_array(new.tbl, new.key)")
         + _m020_capture("tombstones", "json_array(new.tbl, new.key)", on="UPDATE OF hlc", name="update")
     )
+    # Templates (m010_templates) sync too, where this schema has them.
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()}
+    if {"templates", "template_versions"} <= tables:
+        db.executescript(
+            _m020_capture("templates", "new.id") + _m020_capture("template_versions", "new.id")
+        )

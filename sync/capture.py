@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .tables import TABLES, SyncedTable
+from .tables import SyncedTable, present
 
 __all__ = ["guard", "seed", "pending_count", "outbox_batch", "OutboxBatch"]
 
@@ -45,7 +45,7 @@ def seed(conn: sqlite3.Connection, remote: str) -> int:
     """Queue every row of the store for a newly added remote: its first push
     carries the whole history. Returns the number of keys queued."""
     total = 0
-    for table in TABLES:
+    for table in present(conn):
         total += conn.execute(
             f"INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) "
             f"SELECT ?, '{table.name}', {_key_sql(table)} FROM {table.name}",

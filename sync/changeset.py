@@ -29,7 +29,17 @@ from typing import Any
 
 from localfirst.errors import CorruptObject, RemoteError
 
-from .tables import BY_NAME, HLC_RE, TABLES, TOMBSTONE_TABLES, SyncedTable, check_key_value, columns
+from .tables import (
+    BY_NAME,
+    HLC_RE,
+    TABLES,
+    TOMBSTONE_KINDS,
+    TOMBSTONE_TABLES,
+    SyncedTable,
+    check_key_value,
+    columns,
+    present,
+)
 
 __all__ = ["FORMAT", "Header", "Op", "encode", "decode", "sha256", "FormatTooNew", "Schema"]
 
@@ -94,7 +104,11 @@ class Schema:
 
     def __init__(self, conn: sqlite3.Connection, version: int) -> None:
         self.version = version
-        self.columns = {t.name: frozenset(columns(conn, t)) for t in TABLES}
+        here = present(conn)
+        self.tables = frozenset(t.name for t in here)
+        # A registered table this database lacks has no columns: its rows are refused.
+        self.columns: dict[str, frozenset[str]] = {t.name: frozenset() for t in TABLES}
+        self.columns.update({t.name: frozenset(columns(conn, t)) for t in here})
 
 
 def _text(data: bytes, where: str) -> list[str]:
@@ -194,10 +208,10 @@ def _check_op(raw: Any, schema: Schema, *, newer: bool) -> Op:
         raise _Bad("an operation must be an object")
     op, name = raw.get("op"), raw.get("table")
     if op == "del":
-        if name not in TOMBSTONE_TABLES:
+        if name not in TOMBSTONE_TABLES or name not in schema.tables:
             raise _unknown_table(name, newer)
         key, stamp = raw.get("key"), raw.get("hlc")
-        kind = _tombstone_key_kind(str(name))
+        kind = TOMBSTONE_KINDS[str(name)]
         if not check_key_value(kind, key):
             raise _Bad(f"invalid key {key!r} for {name}")
         if not isinstance(stamp, str) or not HLC_RE.match(stamp):
@@ -206,7 +220,7 @@ def _check_op(raw: Any, schema: Schema, *, newer: bool) -> Op:
     if op not in ("put", "set"):
         raise _Bad(f"unknown operation {op!r}")
     table = BY_NAME.get(name) if isinstance(name, str) else None
-    if table is None:
+    if table is None or table.name not in schema.tables:
         raise _unknown_table(name, newer)
     if op != table.op:
         raise _Bad(f"{op!r} is not allowed on {table.name}")
@@ -234,13 +248,6 @@ _SCALARS = frozenset({str, int, float, type(None)})
 def _unknown_table(name: Any, newer: bool) -> _Bad:
     hint = "; it comes from a newer localfirst: upgrade this one" if newer else ""
     return _Bad(f"unknown table {name!r}{hint}")
-
-
-def _tombstone_key_kind(name: str) -> str:
-    for t in TABLES:
-        if t.tombstone and t.tombstone[0] == name and t.name == name:
-            return t.key[t.tombstone[1]]
-    raise AssertionError(name)
 
 
 def _check_row_keys(table: SyncedTable, row: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from .capture import OutboxBatch
 from .changeset import Op
-from .tables import BY_NAME, TABLES, TOMBSTONE_TABLES, SyncedTable, columns
+from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable, columns, present
 
 __all__ = ["collect"]
 
@@ -47,16 +47,17 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch) -> list[Op]:
         row = conn.execute("SELECT hlc FROM tombstones WHERE tbl = ? AND key = ?", [tbl, key]).fetchone()
         if row is not None:
             ops.append(("del", tbl, None, key, row[0]))
+    tables = present(conn)
     found: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
-    for table in TABLES:
+    for table in tables:
         found[table.name] = {_key(table, r): r for r in _select(conn, table, batch.decoded(table))}
-    for table in TABLES:
+    for table in tables:
         for col, target in table.carries.items():
             refs = {(r[col],) for r in found[table.name].values() if r.get(col) is not None}
             missing = [k for k in refs if k not in found[target]]
             for r in _select(conn, BY_NAME[target], missing):
                 found[target][_key(BY_NAME[target], r)] = r
-    for table in TABLES:
+    for table in tables:
         by_key = found[table.name]
         for row_key in sorted(by_key):
             ops.append((table.op, table.name, by_key[row_key], None, None))

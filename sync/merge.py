@@ -25,11 +25,17 @@ __all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
 
 # Immutable tables in the order rows must land, with the column whose
 # tombstone removes a row (the tombstone's table in brackets).
-IMMUTABLE_TABLES: tuple[tuple[str, str, str | None], ...] = (
-    ("conversations", "id", "conversations"),
-    ("attachments", "id", None),
-    ("responses", "id", "responses"),
-    ("parts", "response_id", "responses"),
+_DEAD_RESPONSES = "SELECT key FROM main.tombstones WHERE tbl = 'responses'"
+_DEAD_CONVERSATIONS = "SELECT key FROM main.tombstones WHERE tbl = 'conversations'"
+
+# Immutable tables in the order rows must land, each with the rows of the
+# other file that may come in: nothing a tombstone names, nothing inside a
+# deleted conversation, parts only of responses here (the same rules as sync).
+IMMUTABLE_TABLES: tuple[tuple[str, str], ...] = (
+    ("conversations", f"id NOT IN ({_DEAD_CONVERSATIONS})"),
+    ("attachments", "true"),
+    ("responses", f"id NOT IN ({_DEAD_RESPONSES}) AND conversation_id NOT IN ({_DEAD_CONVERSATIONS})"),
+    ("parts", "response_id IN (SELECT id FROM main.responses)"),
 )
 # Columns that are local to one file and never copied.
 LOCAL_COLUMNS = {"rowid"}
@@ -94,16 +100,12 @@ def merge_database(store: Store, other: str | Path) -> MergeResult:
         # keeps them out of the sync outbox, as for rows applied by a pull.
         with store.write(), guard(conn, "merge"):
             result.deleted = _merge_tombstones(conn)
-            for table, key, tomb in IMMUTABLE_TABLES:
+            for table, keep in IMMUTABLE_TABLES:
                 ours = _columns(conn, "main", table)
                 theirs = set(_columns(conn, "other", table))
                 cols = ", ".join(c for c in ours if c in theirs and c not in LOCAL_COLUMNS)
-                where = (
-                    f" WHERE {key} NOT IN (SELECT key FROM main.tombstones WHERE tbl = '{tomb}')"
-                    if tomb else ""
-                )
                 cur = conn.execute(
-                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table}{where}"
+                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table} WHERE {keep}"
                 )
                 result.added[table] = max(cur.rowcount, 0)
             result.renamed = _merge_names(conn)
@@ -129,24 +131,21 @@ def _merge_tombstones(conn: sqlite3.Connection) -> int:
         "INSERT INTO main.tombstones (tbl, key, hlc) SELECT tbl, key, hlc FROM other.tombstones WHERE true "
         "ON CONFLICT (tbl, key) DO UPDATE SET hlc = max(hlc, excluded.hlc)"
     )
-    conn.execute(
-        "DELETE FROM main.parts WHERE response_id IN "
-        "(SELECT key FROM other.tombstones WHERE tbl = 'responses')"
-    )
-    deleted = conn.execute(
-        "DELETE FROM main.responses WHERE id IN (SELECT key FROM other.tombstones WHERE tbl = 'responses')"
-    ).rowcount
-    deleted += conn.execute(
-        "DELETE FROM main.conversations WHERE id IN "
-        "(SELECT key FROM other.tombstones WHERE tbl = 'conversations')"
-    ).rowcount
+    # A deleted conversation takes every response in it along.
+    doomed = (f"SELECT id FROM main.responses WHERE id IN ({_DEAD_RESPONSES}) "
+              f"OR conversation_id IN ({_DEAD_CONVERSATIONS})")
+    conn.execute(f"DELETE FROM main.parts WHERE response_id IN ({doomed})")
+    deleted = conn.execute(f"DELETE FROM main.responses WHERE id IN ({doomed})").rowcount
+    deleted += conn.execute(f"DELETE FROM main.conversations WHERE id IN ({_DEAD_CONVERSATIONS})").rowcount
     return deleted
 
 
 def _merge_names(conn: sqlite3.Connection) -> int:
-    """Last writer wins per conversation name, by HLC."""
+    """Last writer wins per conversation name, by HLC (then by name, as sync)."""
     return conn.execute(
         "UPDATE main.conversations SET name = o.name, name_hlc = o.name_hlc "
         "FROM other.conversations AS o "
-        "WHERE o.id = main.conversations.id AND o.name_hlc > main.conversations.name_hlc"
+        "WHERE o.id = main.conversations.id AND (o.name_hlc > main.conversations.name_hlc "
+        "OR (o.name_hlc = main.conversations.name_hlc "
+        "AND coalesce(o.name, '') > coalesce(main.conversations.name, '')))"
     ).rowcount

@@ -52,7 +52,7 @@ def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, bytes], 
     _, ops = decode(body, schema, where=log_key(host, q))
     with s.store.write() as conn:
         with capture.guard(conn, "pull"):
-            apply_ops(conn, ops)
+            apply_ops(conn, ops, tables=schema.tables)
         s.save_chain(host, chain)
     return len(ops)
 

@@ -11,7 +11,7 @@ from localfirst.db import connect
 from localfirst.records import Attachment, Part, Response
 from localfirst.store import Store
 from sync.remotes import ObjectInfo, Remote
-from sync.tables import TABLES, columns
+from sync.tables import columns, present
 
 
 class Crash(BaseException):
@@ -32,7 +32,7 @@ def log(store: Store, prompt: str = "hello", *, cid: str | None = None, attachme
 def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """Every synced row and tombstone, by table, sorted: equal dumps mean equal histories."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in TABLES:
+    for table in present(store.conn):
         cols = columns(store.conn, table)
         out[table.name] = sorted(
             store.conn.execute(f"SELECT {', '.join(cols)} FROM {table.name}").fetchall(), key=repr

@@ -14,6 +14,7 @@ from localfirst.store import Store
 from sync import capture
 from sync.apply import apply_ops
 from sync.changeset import Op
+from sync.tables import present
 
 HOST = "01h" + "0" * 20 + "hst"
 RIDS = ["01h" + "0" * 22 + c for c in "0123"]
@@ -69,7 +70,7 @@ def op_lists(draw: Any) -> list[list[Op]]:
 def apply_all(store: Store, changesets: list[list[Op]]) -> None:
     for ops in changesets:
         with store.write() as conn, capture.guard(conn, "test"):
-            apply_ops(conn, ops)
+            apply_ops(conn, ops, tables=frozenset(t.name for t in present(conn)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -97,6 +98,13 @@ def test_a_deleted_key_never_comes_back(changesets: list[list[Op]]) -> None:
     parts_of_dead = store.conn.execute(
         "SELECT count(*) FROM parts WHERE response_id IN (SELECT key FROM tombstones)").fetchone()[0]
     assert parts_of_dead == 0
+    in_dead_conversations = store.conn.execute(
+        "SELECT count(*) FROM responses WHERE conversation_id IN "
+        "(SELECT key FROM tombstones WHERE tbl = 'conversations')").fetchone()[0]
+    assert in_dead_conversations == 0
+    orphans = store.conn.execute(
+        "SELECT count(*) FROM parts WHERE response_id NOT IN (SELECT id FROM responses)").fetchone()[0]
+    assert orphans == 0
 
 
 def test_last_writer_wins_per_name_whatever_arrives_first() -> None:
@@ -108,6 +116,28 @@ def test_last_writer_wins_per_name_whatever_arrives_first() -> None:
         store = new_store()
         apply_all(store, order)
         assert store.conn.execute("SELECT name FROM conversations").fetchone()[0] == "new"
+
+
+def test_equal_hlcs_pick_the_same_name_everywhere() -> None:
+    one = [("set", "conversations", {"id": CIDS[0], "name": "apple", "model": None, "created_utc": "t",
+                                     "name_hlc": stamp(1, 0)}, None, None)]
+    two = [("set", "conversations", {"id": CIDS[0], "name": "pear", "model": None, "created_utc": "t",
+                                     "name_hlc": stamp(1, 0)}, None, None)]
+    for order in ([one, two], [two, one]):
+        store = new_store()
+        apply_all(store, order)
+        assert store.conn.execute("SELECT name FROM conversations").fetchone()[0] == "pear"
+
+
+def test_a_deleted_conversation_takes_responses_added_elsewhere() -> None:
+    late = put_response(2)  # conversation 0, from a machine that had not heard of the delete
+    gone = [("del", "conversations", None, CIDS[0], stamp(1, 0))]
+    for order in ([late, gone], [gone, late]):
+        store = new_store()
+        apply_all(store, order)
+        assert store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 0
+        assert store.conn.execute("SELECT count(*) FROM parts").fetchone()[0] == 0
+        assert store.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
 
 
 def test_the_local_clock_moves_past_every_applied_hlc() -> None:

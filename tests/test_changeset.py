@@ -108,7 +108,7 @@ def test_untrusted_operations_are_refused(schema: Schema, name: str) -> None:
 
 def test_unknown_table_from_newer_schema_says_upgrade(schema: Schema) -> None:
     with pytest.raises(CorruptObject, match="upgrade"):
-        decode(_raw([{"op": "put", "table": "templates", "row": {}}], schema=99), schema, where="x")
+        decode(_raw([{"op": "put", "table": "snippets", "row": {}}], schema=99), schema, where="x")
 
 
 @pytest.mark.parametrize(
