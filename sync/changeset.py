@@ -214,7 +214,7 @@ def _check_op(raw: Any, schema: Schema, *, newer: bool) -> Op:
         kind = TOMBSTONE_KINDS[str(name)]
         if not check_key_value(kind, key):
             raise _Bad(f"invalid key {key!r} for {name}")
-        if not isinstance(stamp, str) or not HLC_RE.match(stamp):
+        if not isinstance(stamp, str) or not HLC_RE.fullmatch(stamp):
             raise _Bad(f"invalid hlc {stamp!r}")
         return ("del", str(name), None, str(key), stamp)
     if op not in ("put", "set"):
@@ -256,7 +256,7 @@ def _check_row_keys(table: SyncedTable, row: dict[str, Any]) -> None:
             raise _Bad(f"invalid key {col}={row.get(col)!r} for {table.name}")
     for col, hlc_col in table.mutable.items():
         stamp = row.get(hlc_col, "")
-        if not isinstance(stamp, str) or (stamp and not HLC_RE.match(stamp)):
+        if not isinstance(stamp, str) or (stamp and not HLC_RE.fullmatch(stamp)):
             raise _Bad(f"invalid {hlc_col} {stamp!r}")
         row.setdefault(hlc_col, "")
         row.setdefault(col, None)

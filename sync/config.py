@@ -28,7 +28,7 @@ def add_remote(
     endpoint_url: str | None = None, region: str | None = None, profile: str | None = None,
 ) -> RemoteConfig:
     """Add a remote; its first push will carry everything already in the store."""
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise BadInput(f"{name!r} is not a valid remote name (letters, digits, '-', '_', '.')")
     url = check_url(url)
     if not url.startswith("s3://") and (endpoint_url or region or profile):

@@ -67,7 +67,7 @@ class Remote(Protocol):
 def check_key(key: str) -> str:
     """Refuse keys that could escape the remote root (``..``, absolute, odd characters)."""
     parts = key.split("/")
-    if not parts or any(p in ("", ".", "..") or not _SEGMENT.match(p) for p in parts):
+    if not parts or any(p in ("", ".", "..") or not _SEGMENT.fullmatch(p) for p in parts):
         raise BadInput(f"invalid object key {key!r}")
     return key
 
@@ -101,7 +101,7 @@ def check_url(url: str) -> str:
         return "file://" + path.rstrip("/") if path != "/" else "file:///"
     if parsed.scheme == "s3":
         bucket = parsed.netloc
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
             raise BadInput(f"{url}: {bucket!r} is not a valid S3 bucket name")
         prefix = parsed.path.strip("/")
         if prefix:

@@ -34,7 +34,7 @@ def log_key(host: str, seq: int) -> str:
 
 def host_of_head(key: str) -> str | None:
     """The host a head key names, or None for anything that is not a head."""
-    m = _HEAD.match(key)
+    m = _HEAD.fullmatch(key)
     return m.group(1) if m else None
 
 
@@ -151,7 +151,7 @@ class Session:
         seq, sha, named = doc.get("seq"), doc.get("sha256"), doc.get("host")
         if (
             named != host or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0
-            or not isinstance(sha, str) or not (_SHA.match(sha) or (seq == 0 and sha == ""))
+            or not isinstance(sha, str) or not (_SHA.fullmatch(sha) or (seq == 0 and sha == ""))
         ):
             raise CorruptObject(f"{key} of {self.config.url} is damaged")
         return seq, sha

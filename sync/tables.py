@@ -108,9 +108,9 @@ def columns(conn: sqlite3.Connection, table: SyncedTable) -> list[str]:
 def check_key_value(kind: str, value: object) -> bool:
     """Whether ``value`` is a valid key part of this kind (never a path or SQL)."""
     if kind == "ulid":
-        return isinstance(value, str) and ULID_RE.match(value) is not None
+        return isinstance(value, str) and ULID_RE.fullmatch(value) is not None
     if kind == "sha256":
-        return isinstance(value, str) and SHA256_RE.match(value) is not None
+        return isinstance(value, str) and SHA256_RE.fullmatch(value) is not None
     if kind == "ordinal":
         return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1_000_000
     raise AssertionError(kind)

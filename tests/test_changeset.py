@@ -131,3 +131,8 @@ def test_row_count_must_match(schema: Schema) -> None:
     text = gzip.decompress(data).decode().replace('"rows": 1', '"rows": 2')
     with pytest.raises(CorruptObject, match="truncated"):
         read_header(gzip.compress(text.encode()), "x")
+
+
+def test_a_newline_after_a_key_is_refused(schema: Schema) -> None:
+    with pytest.raises(CorruptObject):
+        decode(_raw([{"op": "del", "table": "responses", "key": RID + "\n", "hlc": HLC}]), schema, where="x")
