@@ -386,3 +386,26 @@ def test_one_tampered_host_holds_back_neither_the_others_nor_our_push(tmp_path: 
     assert b.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0, "b still pushed"
     sync.pull(c)
     assert "b's own" in {r.prompt for r in c.list_responses(count=0)}
+
+
+class Recorder(CountingRemote):
+    def __init__(self, inner: Remote) -> None:
+        super().__init__(inner)
+        self.puts: list[tuple[str, bool]] = []
+
+    def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+        self.puts.append((key, create_only))
+        return super().put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
+
+
+def test_each_host_writes_only_its_own_keys_and_logs_only_create_only(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/remote"
+    a, b = _scenario(url)
+    for store in (a, b, a, b):
+        recorder = Recorder(open_remote(sync.get_remote(store)))
+        log(store, "more")
+        sync.sync(store, client=recorder)
+        for key, create_only in recorder.puts:
+            assert key in ("format.json", head_key(store.host_id)) or key.startswith(f"log/{store.host_id}/")
+            if key.startswith("log/") or key == "format.json":
+                assert create_only
