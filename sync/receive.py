@@ -18,6 +18,7 @@ from localfirst.errors import CorruptObject, RemoteError
 from . import capture
 from .apply import apply_ops
 from .changeset import FormatTooNew, Schema, decode, peek_header, sha256
+from .remotes import ObjectMissing
 from .session import Chain, Session, host_of_head, log_key
 
 __all__ = ["pull_session", "Pulled"]
@@ -48,7 +49,7 @@ def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[t
 
 def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, bytes], chain: Chain) -> int:
     """Apply one changeset and record it, in one transaction; returns its row count."""
-    q, sha, body = item
+    q, _, body = item
     _, ops = decode(body, schema, where=log_key(host, q))
     with s.store.write() as conn:
         with capture.guard(conn, "pull"):
@@ -78,6 +79,10 @@ def pull_session(s: Session) -> Pulled:
     for host, etag in changed:
         try:
             _pull_host(s, schema, host, etag, result)
+        except ObjectMissing as exc:
+            # A folder on a synced drive may get a head before the changesets
+            # it names: nothing of that host is applied, the next sync retries.
+            result.errors.append(RemoteError(f"{exc} (named by the head of host {host}; not copied there yet?)"))
         except (CorruptObject, FormatTooNew) as exc:
             # One bad host does not hold back the others; the error is raised
             # once every other host is applied (and, by sync, after the push).

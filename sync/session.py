@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localfirst import ids, migrations
-from localfirst.errors import CorruptObject, ForkDetected, RemoteError
+from localfirst.errors import CorruptObject, ForkDetected
 from localfirst.store import Store
 
 from .changeset import FORMAT, FormatTooNew, sha256
@@ -169,8 +169,3 @@ def _json(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CorruptObject(f"{where} is not a JSON object")
     return doc
-
-
-def require(condition: bool, error: RemoteError) -> None:
-    if not condition:
-        raise error

@@ -409,3 +409,20 @@ def test_each_host_writes_only_its_own_keys_and_logs_only_create_only(tmp_path: 
             assert key in ("format.json", head_key(store.host_id)) or key.startswith(f"log/{store.host_id}/")
             if key.startswith("log/") or key == "format.json":
                 assert create_only
+
+
+def test_a_changeset_not_yet_copied_is_retried_next_time(tmp_path: Path) -> None:
+    """A folder on a synced drive: the head arrived, the changeset it names not yet."""
+    from localfirst.errors import RemoteError
+
+    a, b, root = _published(tmp_path)
+    path = root / log_key(a.host_id, 2)
+    body = path.read_bytes()
+    path.unlink()
+    before = dump(b)
+    with pytest.raises(RemoteError, match="not copied there yet"):
+        sync.sync(b)
+    assert dump(b) == before
+    path.write_bytes(body)
+    assert sync.pull(b).changesets == 1
+    assert dump(a) == dump(b)
