@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from localfirst.errors import RemoteError
+from localfirst.errors import ForkDetected, RemoteError
 
 from . import capture
 from .changeset import Header, encode, sha256
@@ -35,7 +35,7 @@ MAX_KEYS = 5000
 MAX_BYTES = 32_000_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Pending:
     host: str
     seq: int
@@ -45,19 +45,24 @@ class Pending:
     body: bytes
 
 
-def _pending(s: Session) -> Pending | None:
-    row = s.conn.execute(
-        "SELECT host, seq, sha256, outbox_max, rows, body FROM sync_pending WHERE remote = ?", [s.name]
-    ).fetchone()
-    return Pending(*row) if row else None
+def _next(s: Session) -> Pending | None:
+    """The pending changeset, or the next one built from the oldest queued keys.
 
-
-def _build(s: Session, chain: Chain) -> Pending | None:
-    """Turn the oldest queued keys into the next changeset, saved as pending."""
+    Everything is read inside one write transaction, so two pushes of one
+    store at the same time (a scheduled sync and a manual one) build one
+    changeset per seq and send the same bytes.
+    """
     store_id = s.store_id()
     limit = MAX_KEYS
     while True:
         with s.store.write() as conn:
+            row = conn.execute(
+                "SELECT host, seq, sha256, outbox_max, rows, body FROM sync_pending WHERE remote = ?", [s.name]
+            ).fetchone()
+            if row is not None and row[0] == s.host:
+                return Pending(*row)
+            # Built under a host id this store no longer uses: its rows are still queued.
+            conn.execute("DELETE FROM sync_pending WHERE remote = ?", [s.name])
             batch = capture.outbox_batch(conn, s.name, limit=limit)
             if not batch:
                 return None
@@ -66,6 +71,7 @@ def _build(s: Session, chain: Chain) -> Pending | None:
                 # Every queued row is gone without a tombstone: nothing to say.
                 conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, batch.max_id])
                 continue
+            chain = s.chain(s.host)
             header = Header(
                 store=store_id, host=s.host, seq=chain.seq + 1, prev=chain.sha256,
                 schema=s.schema_version, rows=len(ops),
@@ -84,7 +90,7 @@ def _build(s: Session, chain: Chain) -> Pending | None:
             return pending
 
 
-def _check_own_head(s: Session, listing: dict[str, str], chain: Chain) -> Chain:
+def _check_own_head(s: Session, listing: dict[str, str], chain: Chain) -> None:
     """Stop before writing if someone else has moved this host's head."""
     etag = listing.get(head_key(s.host))
     if etag is None:
@@ -93,17 +99,21 @@ def _check_own_head(s: Session, listing: dict[str, str], chain: Chain) -> Chain:
                 f"remote {s.name!r} no longer holds this host's head {head_key(s.host)} (was it emptied?). "
                 f"To push everything again: `localfirst remote remove {s.name}` then `localfirst remote add`"
             )
-        return chain
+        return
     if etag == chain.head_etag:
-        return chain
+        return
     seq, sha = s.read_head(s.host)
+    if seq > 0 and chain.seq == 0:
+        raise ForkDetected(
+            f"remote {s.name!r} already holds {seq} changesets of this host id {s.host} (was the remote "
+            "removed and added again, or this database copied?). Nothing was overwritten. Run "
+            "`localfirst remote reset-host`, then `localfirst sync` again"
+        )
     if seq > chain.seq or (seq == chain.seq and sha != chain.sha256):
         raise fork_error(s.config, s.host, f"{head_key(s.host)} is at changeset {seq}, this machine at {chain.seq}")
     # Our own head, written by an attempt that stopped before recording it.
-    chain = Chain(chain.seq, chain.sha256, seq, etag)
     with s.store.write():
-        s.save_chain(s.host, chain)
-    return chain
+        s.saw_head(s.host, seq, etag)
 
 
 def _send(s: Session, p: Pending) -> None:
@@ -116,32 +126,44 @@ def _send(s: Session, p: Pending) -> None:
             raise fork_error(s.config, p.host, f"{key} already exists with other content") from None
 
 
-def _done(s: Session, p: Pending, chain: Chain) -> Chain:
-    chain = Chain(p.seq, p.sha256, chain.head_seq, chain.head_etag)
+def _done(s: Session, p: Pending) -> None:
+    """Record ``p`` as sent, unless another push of this store already did."""
     with s.store.write() as conn:
-        conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, p.outbox_max])
-        conn.execute("DELETE FROM sync_pending WHERE remote = ?", [s.name])
-        s.save_chain(p.host, chain)
-    return chain
+        mine = conn.execute(
+            "DELETE FROM sync_pending WHERE remote = ? AND seq = ? AND sha256 = ?", [s.name, p.seq, p.sha256]
+        ).rowcount
+        if mine:
+            conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, p.outbox_max])
+            s.advance(p.host, p.seq, p.sha256)
 
 
-def _write_head(s: Session, chain: Chain) -> Chain:
-    body = json.dumps({"host": s.host, "seq": chain.seq, "sha256": chain.sha256}, sort_keys=True).encode()
-    digest = sha256(body)
-    try:
-        etag = s.remote.put(
-            head_key(s.host), body, sha256=digest, create_only=chain.head_etag is None, if_match=chain.head_etag,
-        )
-    except (ObjectExists, PreconditionFailed) as exc:
-        # A retry of our own write that had landed finds our own bytes.
-        info = s.remote.head(head_key(s.host))
-        if info.sha256 != digest:
-            raise fork_error(s.config, s.host, f"{head_key(s.host)} changed while pushing") from exc
-        etag = info.etag
-    chain = Chain(chain.seq, chain.sha256, chain.seq, etag)
-    with s.store.write():
-        s.save_chain(s.host, chain)
-    return chain
+def _write_head(s: Session) -> None:
+    """Point our head at our latest changeset, compare-and-swap on its ETag."""
+    for _ in range(3):
+        chain = s.chain(s.host)
+        if chain.head_seq >= chain.seq:
+            return
+        body = json.dumps({"host": s.host, "seq": chain.seq, "sha256": chain.sha256}, sort_keys=True).encode()
+        try:
+            etag = s.remote.put(
+                head_key(s.host), body, sha256=sha256(body),
+                create_only=chain.head_etag is None, if_match=chain.head_etag,
+            )
+        except (ObjectExists, PreconditionFailed) as exc:
+            # Our own earlier attempt, or another push of this store, may have
+            # written it; anything ahead of what we pushed is another machine.
+            seq, sha = s.read_head(s.host)
+            now = s.chain(s.host)
+            if seq > now.seq or (seq == now.seq and sha != now.sha256):
+                raise fork_error(s.config, s.host, f"{head_key(s.host)} changed while pushing") from exc
+            etag = s.remote.head(head_key(s.host)).etag
+            with s.store.write():
+                s.saw_head(s.host, seq, etag)
+            continue
+        with s.store.write():
+            s.saw_head(s.host, chain.seq, etag)
+        return
+    raise RemoteError(f"{head_key(s.host)} keeps changing while pushing; try again")
 
 
 def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int, int]:
@@ -151,33 +173,20 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
     not list twice.
     """
     chain = s.chain(s.host)
-    pending = _pending(s)
-    if pending is not None and pending.host != s.host:
-        # Built under a host id this store no longer uses: its rows are still queued.
-        with s.store.write() as conn:
-            conn.execute("DELETE FROM sync_pending WHERE remote = ?", [s.name])
-        pending = None
+    pending = s.conn.execute("SELECT 1 FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
     if pending is None and capture.pending_count(s.conn, s.name) == 0 and chain.head_seq >= chain.seq:
         return 0, 0
     s.store_id()
     if listing is None:
         listing = s.remote.list("heads/")
-    chain = _check_own_head(s, listing, chain)
+    _check_own_head(s, listing, chain)
     sent = rows = 0
     total = capture.pending_count(s.conn, s.name)
-    while True:
-        if pending is None:
-            pending = _build(s, chain)
-            if pending is None:
-                break
-        if pending.seq != chain.seq + 1:
-            raise AssertionError(f"pending seq {pending.seq} after {chain.seq}")
-        _send(s, pending)
-        chain = _done(s, pending, chain)
+    while (p := _next(s)) is not None:
+        _send(s, p)
+        _done(s, p)
         sent += 1
-        rows += pending.rows
+        rows += p.rows
         s.tick(rows, max(total, rows))
-        pending = None
-    if chain.head_seq < chain.seq:
-        _write_head(s, chain)
+    _write_head(s)
     return sent, rows

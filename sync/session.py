@@ -107,12 +107,31 @@ class Session:
         return Chain(*row) if row else Chain()
 
     def save_chain(self, host: str, chain: Chain) -> None:
-        """Record ``chain``; the caller holds the write transaction."""
+        """Record ``chain``, never going back (two pulls at once may race).
+
+        The caller holds the write transaction.
+        """
         self.conn.execute(
             "INSERT INTO sync_chain (remote, host, seq, sha256, head_seq, head_etag) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (remote, host) DO UPDATE SET seq = excluded.seq, sha256 = excluded.sha256, "
-            "head_seq = excluded.head_seq, head_etag = excluded.head_etag",
+            "head_seq = excluded.head_seq, head_etag = excluded.head_etag WHERE excluded.seq >= sync_chain.seq",
             [self.name, host, chain.seq, chain.sha256, chain.head_seq, chain.head_etag],
+        )
+
+    def advance(self, host: str, seq: int, sha: str) -> None:
+        """Our changeset ``seq`` is on the remote (inside the caller's transaction)."""
+        self.conn.execute(
+            "INSERT INTO sync_chain (remote, host, seq, sha256) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (remote, host) DO UPDATE SET seq = excluded.seq, sha256 = excluded.sha256 "
+            "WHERE excluded.seq > sync_chain.seq",
+            [self.name, host, seq, sha],
+        )
+
+    def saw_head(self, host: str, seq: int, etag: str) -> None:
+        """Our head on the remote names ``seq`` and has ``etag`` (inside the caller's transaction)."""
+        self.conn.execute(
+            "UPDATE sync_chain SET head_seq = ?, head_etag = ? WHERE remote = ? AND host = ? AND head_seq <= ?",
+            [seq, etag, self.name, host, seq],
         )
 
     def store_id(self) -> str:

@@ -426,3 +426,46 @@ def test_a_changeset_not_yet_copied_is_retried_next_time(tmp_path: Path) -> None
     path.write_bytes(body)
     assert sync.pull(b).changesets == 1
     assert dump(a) == dump(b)
+
+
+def test_a_remote_removed_and_added_again_says_how_to_go_on(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/remote"
+    a, _ = machine(url)
+    log(a)
+    sync.sync(a)
+    sync.remove_remote(a, "origin")
+    sync.add_remote(a, "origin", url)
+    with pytest.raises(ForkDetected, match="removed and added again"):
+        sync.sync(a)
+    sync.reset_host(a)
+    assert sync.sync(a).pushed.changesets == 1
+    b = machine(url)[0]
+    sync.sync(b)
+    assert dump(a) == dump(b)
+
+
+def test_two_pushes_of_one_store_at_once_send_each_changeset_once(tmp_path: Path) -> None:
+    """A scheduled sync and a manual one on the same database file, interleaved."""
+    url = f"file://{tmp_path}/remote"
+    first, _ = machine(url, tmp_path / "same.db")
+    second = new_store(tmp_path / "same.db")
+    log(first)
+    sync.sync(first)
+    log(first, "one")
+
+    class Interleaved(CountingRemote):
+        def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+            etag = super().put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
+            if key.startswith("log/") and not getattr(self, "done", False):
+                self.done = True
+                log(second, "two")
+                sync.sync(second)  # resumes the same pending changeset, then sends "two"
+            return etag
+
+    sync.sync(first, client=Interleaved(open_remote(sync.get_remote(first))))
+    sync.sync(second)
+    reader = machine(url)[0]
+    sync.sync(reader)
+    assert {r.prompt for r in reader.list_responses(count=0)} == {"hello", "one", "two"}
+    _check_log(tmp_path / "remote", first.host_id)
+    assert first.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
