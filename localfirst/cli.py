@@ -341,26 +341,24 @@ class _ProgressBar:
         if not sys.stderr.isatty():
             return
         if self.bar is None:
+            from rich.console import Console
             from rich.progress import Progress
 
-            self.bar = Progress(transient=True)
+            self.bar = Progress(console=Console(stderr=True), transient=True)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=total)
         self.bar.update(self.task, completed=done, total=total)
 
-    def close(self) -> None:
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
 
 
-def _sync_run(action: str, remote: Optional[str], json_output: bool) -> None:
-    import sync
-
-    bar = _ProgressBar(action.capitalize() + "ing")
-    try:
-        result = getattr(sync, action)(open_store(), remote, progress=bar)
-    finally:
-        bar.close()
+def _show(result: Any, json_output: bool) -> None:
+    """A sync result as JSON, or as its one summary line."""
     if json_output:
         _print_json(result.to_json())
     else:
@@ -374,19 +372,31 @@ _JSON_OPT = typer.Option(False, "--json", help="Output JSON.")
 @app.command("push")
 def push_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
     """Send this machine's new writes to a remote."""
-    _sync_run("push", remote, json_output)
+    import sync
+
+    with _ProgressBar("Pushing") as bar:
+        result = sync.push(open_store(), remote, progress=bar)
+    _show(result, json_output)
 
 
 @app.command("pull")
 def pull_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
     """Apply what other machines pushed to a remote."""
-    _sync_run("pull", remote, json_output)
+    import sync
+
+    with _ProgressBar("Pulling") as bar:
+        result = sync.pull(open_store(), remote, progress=bar)
+    _show(result, json_output)
 
 
 @app.command("sync")
 def sync_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
     """Pull, then push."""
-    _sync_run("sync", remote, json_output)
+    import sync
+
+    with _ProgressBar("Syncing") as bar:
+        result = sync.sync(open_store(), remote, progress=bar)
+    _show(result, json_output)
 
 
 @remote_app.command("add")
@@ -412,7 +422,8 @@ def remote_list(json_output: bool = _JSON_OPT) -> None:
     found = list_remotes(open_store())
     if json_output:
         _print_json([r.to_json() for r in found])
-    for r in [] if json_output else found:
+        return
+    for r in found:
         extra = "".join(f" {k}={v}" for k, v in r.to_json().items() if v and k not in ("name", "url"))
         typer.echo(f"{r.name}\t{r.url}{extra}")
 

@@ -144,5 +144,6 @@ def test_progress_bar_only_on_a_terminal(run: Any, tmp_path: Path, monkeypatch: 
     assert "rich.progress" not in sys.modules, "rich is imported only to draw on a terminal"
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     run("log", "-m", "m", "-p", "again", "-r", "there")
-    assert run("push").code == 0
-    assert "rich.progress" in sys.modules
+    pushed = run("push")
+    assert pushed.code == 0 and "rich.progress" in sys.modules
+    assert pushed.out.startswith("Pushed 1 changeset") and len(pushed.out.splitlines()) == 1, "the bar is on stderr"
