@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-MODULES = ["startup", "store", "merge", "prompt", "importer"]
+MODULES = ["startup", "store", "merge", "prompt", "importer", "sync"]
 
 for name in sys.argv[1:] or MODULES:
     importlib.import_module(f"bench.{name}").main()

@@ -644,6 +644,143 @@ def export_command(
     )
     if result.path is not None:
         typer.echo(f"Exported {result.responses} responses to {result.path}", err=True)
+# -- sync --------------------------------------------------------------------
+
+remote_app = typer.Typer(help="Add, list, remove and inspect sync remotes.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+class _ProgressBar:
+    """A progress bar on stderr when it is a terminal; nothing when piped."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _show(result: Any, json_output: bool) -> None:
+    """A sync result as JSON, or as its one summary line."""
+    if json_output:
+        _print_json(result.to_json())
+    else:
+        typer.echo(result.summary())
+
+
+_REMOTE_ARG = typer.Argument(None, help="Remote name (optional when only one is configured).")
+_JSON_OPT = typer.Option(False, "--json", help="Output JSON.")
+
+
+@app.command("push")
+def push_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
+    """Send this machine's new writes to a remote."""
+    import sync
+
+    with _ProgressBar("Pushing") as bar:
+        result = sync.push(open_store(), remote, progress=bar)
+    _show(result, json_output)
+
+
+@app.command("pull")
+def pull_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
+    """Apply what other machines pushed to a remote."""
+    import sync
+
+    with _ProgressBar("Pulling") as bar:
+        result = sync.pull(open_store(), remote, progress=bar)
+    _show(result, json_output)
+
+
+@app.command("sync")
+def sync_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
+    """Pull, then push."""
+    import sync
+
+    with _ProgressBar("Syncing") as bar:
+        result = sync.sync(open_store(), remote, progress=bar)
+    _show(result, json_output)
+
+
+@remote_app.command("add")
+def remote_add(
+    name: str = typer.Argument(..., help="A short name for the remote."),
+    url: str = typer.Argument(..., help="file:///path/to/folder or s3://bucket/prefix."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, R2, Ceph)."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
+) -> None:
+    """Add a remote; the next push sends everything already logged."""
+    from sync import add_remote
+
+    added = add_remote(open_store(), name, url, endpoint_url=endpoint_url, region=region, profile=profile)
+    typer.echo(f"Added remote {added.name}: {added.url}")
+
+
+@remote_app.command("list")
+def remote_list(json_output: bool = _JSON_OPT) -> None:
+    """List the configured remotes."""
+    from sync import list_remotes
+
+    found = list_remotes(open_store())
+    if json_output:
+        _print_json([r.to_json() for r in found])
+        return
+    for r in found:
+        extra = "".join(f" {k}={v}" for k, v in r.to_json().items() if v and k not in ("name", "url"))
+        typer.echo(f"{r.name}\t{r.url}{extra}")
+
+
+@remote_app.command("remove")
+def remote_remove(name: str = typer.Argument(..., help="Remote name.")) -> None:
+    """Forget a remote (nothing on the remote is deleted)."""
+    from sync import remove_remote
+
+    remove_remote(open_store(), name)
+    typer.echo(f"Removed remote {name}")
+
+
+@remote_app.command("status")
+def remote_status(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_OPT) -> None:
+    """What waits to be pushed; what each host pushed and how much is applied here."""
+    from sync import status
+
+    found = status(open_store(), remote)
+    if json_output:
+        _print_json(found.to_json())
+        return
+    pending = f" (changeset {found.pending_changeset} pending)" if found.pending_changeset else ""
+    typer.echo(f"{found.remote} {found.url}\n{found.waiting} rows waiting to be pushed{pending}")
+    for h in found.hosts:
+        who = " (this machine)" if h.this_machine else ""
+        typer.echo(f"  {h.host}{who}: pushed {h.pushed}, applied here {h.applied}")
+
+
+@remote_app.command("reset-host")
+def remote_reset_host() -> None:
+    """Give this database a new host id (after a fork error)."""
+    from sync import reset_host
+
+    old, new = reset_host(open_store())
+    typer.echo(f"Host id {old} -> {new}; run `localfirst sync` to push unsent changes under it")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

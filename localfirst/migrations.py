@@ -196,3 +196,88 @@ def m010_templates(db: Database) -> None:
         CREATE INDEX template_versions_template ON template_versions(template_id, hlc);
         """
     )
+
+
+# -- sync (m020_*) ----------------------------------------------------------
+
+
+def _m020_capture(table: str, key_sql: str, *, on: str = "INSERT", name: str = "insert") -> str:
+    """A trigger that queues the key of a written row for every remote.
+
+    Applied migrations call it: never change what it returns. A later
+    migration that syncs a new table (see sync/tables.py) calls it too.
+
+    It does nothing while a guard row exists (sync applying remote changes,
+    or ``localfirst merge``), so rows that came from elsewhere are not pushed
+    back as ours. INSERT OR REPLACE gives a re-queued key a new id, so a
+    changeset built before the write does not clear it.
+    """
+    return f"""
+        CREATE TRIGGER sync_capture_{table}_{name} AFTER {on} ON {table}
+        WHEN NOT EXISTS (SELECT 1 FROM sync_guard)
+        BEGIN
+            INSERT OR REPLACE INTO sync_outbox (remote, tbl, key)
+            SELECT name, '{table}', {key_sql} FROM sync_remotes;
+        END;
+    """
+
+
+@migration("m020_sync")
+def m020_sync(db: Database) -> None:
+    """Remotes, the outbox of local writes, and what was pushed and applied."""
+    db.executescript(
+        """
+        CREATE TABLE sync_remotes (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            endpoint_url TEXT,
+            region TEXT,
+            profile TEXT,
+            store_id TEXT,
+            added_utc TEXT NOT NULL
+        );
+        -- Keys of rows written here and not yet pushed, per remote. The key
+        -- is the row's key column, or a JSON array for a composite key.
+        CREATE TABLE sync_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            remote TEXT NOT NULL,
+            tbl TEXT NOT NULL,
+            key TEXT NOT NULL,
+            UNIQUE (remote, tbl, key)
+        );
+        -- Per remote and host: the last changeset pushed (our host) or applied
+        -- (every other host), and the ETag of that host's head when last seen.
+        CREATE TABLE sync_chain (
+            remote TEXT NOT NULL,
+            host TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            head_seq INTEGER NOT NULL DEFAULT 0,
+            head_etag TEXT,
+            PRIMARY KEY (remote, host)
+        ) WITHOUT ROWID;
+        -- A changeset built but not yet known to be on the remote: its exact
+        -- bytes, so that a retried push uploads the same object.
+        CREATE TABLE sync_pending (
+            remote TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            outbox_max INTEGER NOT NULL,
+            rows INTEGER NOT NULL,
+            body BLOB NOT NULL
+        );
+        -- While a row exists here, capture triggers do nothing. Written and
+        -- removed inside one transaction, so no other connection sees it.
+        CREATE TABLE sync_guard (reason TEXT PRIMARY KEY);
+        """
+        + _m020_capture("conversations", "new.id")
+        + _m020_capture("conversations", "new.id", on="UPDATE OF name, name_hlc", name="update")
+        + _m020_capture("attachments", "new.id")
+        + _m020_capture("responses", "new.id")
+        + _m020_capture("parts", "json_array(new.response_id, new.ordinal)")
+        + _m020_capture("tombstones", "json_array(new.tbl, new.key)")
+        + _m020_capture("tombstones", "json_array(new.tbl, new.key)", on="UPDATE OF hlc", name="update")
+        + _m020_capture("templates", "new.id")
+        + _m020_capture("template_versions", "new.id")
+    )

@@ -19,6 +19,8 @@ from localfirst.db import check_schema, connect, translate
 from localfirst.errors import BadInput, DatabaseError, NotADatabase
 from localfirst.store import Store
 
+from .capture import guard
+
 __all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
 
 _DEAD_RESPONSES = "SELECT key FROM main.tombstones WHERE tbl = 'responses'"
@@ -104,7 +106,7 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
         raise translate(exc, str(path)) from exc
     result = MergeResult()
     try:
-        with store.write():
+        with store.write(), guard(conn, "merge"):
             result.deleted = _merge_tombstones(conn)
             for table, keep in IMMUTABLE_TABLES:
                 ours = _columns(conn, "main", table)

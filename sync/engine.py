@@ -1,0 +1,208 @@
+"""The public face of sync: push, pull and sync a store with a remote.
+
+    from localfirst.store import Store
+    import sync
+
+    store = Store.open("logs.db")
+    result = sync.sync(store, "origin")     # or sync.push / sync.pull
+    print(result.summary())
+
+``remote`` names a configured remote (optional when there is only one);
+``client`` replaces the remote implementation (tests wrap it to count
+requests or inject failures); ``progress(done, total)`` is called as
+changesets move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from localfirst import ids
+from localfirst.store import Store
+
+from . import capture
+from .config import get_remote
+from .receive import pull_session
+from .remotes import Remote, open_remote
+from .send import push_session
+from .session import Progress, Session, head_key
+
+__all__ = [
+    "push", "pull", "sync", "status", "reset_host",
+    "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus",
+]
+
+
+@dataclass
+class PushResult:
+    remote: str
+    changesets: int = 0
+    rows: int = 0
+    bytes: int = 0
+    requests: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"Pushed {_n(self.changesets, 'changeset')} ({_n(self.rows, 'row')}, {_size(self.bytes)}) "
+            f"to {self.remote}; {_n(self.requests, 'request')}."
+        )
+
+
+@dataclass
+class PullResult:
+    remote: str
+    hosts: int = 0
+    changesets: int = 0
+    rows: int = 0
+    bytes: int = 0
+    requests: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"Pulled {_n(self.changesets, 'changeset')} ({_n(self.rows, 'row')}, {_size(self.bytes)}) "
+            f"from {_n(self.hosts, 'host')} via {self.remote}; {_n(self.requests, 'request')}."
+        )
+
+
+@dataclass
+class SyncResult:
+    pulled: PullResult
+    pushed: PushResult
+
+    @property
+    def requests(self) -> int:
+        return self.pulled.requests + self.pushed.requests
+
+    def to_json(self) -> dict[str, Any]:
+        return {"remote": self.pulled.remote, "pulled": self.pulled.to_json(), "pushed": self.pushed.to_json(),
+                "requests": self.requests}
+
+    def summary(self) -> str:
+        return (
+            f"Synced with {self.pulled.remote}: received {_n(self.pulled.changesets, 'changeset')} "
+            f"({_n(self.pulled.rows, 'row')}), sent {_n(self.pushed.changesets, 'changeset')} "
+            f"({_n(self.pushed.rows, 'row')}); {_n(self.requests, 'request')}."
+        )
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
+
+
+def _session(store: Store, remote: str | None, client: Remote | None, progress: Progress | None) -> Session:
+    config = get_remote(store, remote)
+    return Session(store, config, client if client is not None else open_remote(config), progress=progress)
+
+
+def push(store: Store, remote: str | None = None, *, client: Remote | None = None,
+         progress: Progress | None = None) -> PushResult:
+    """Send this store's new writes to the remote."""
+    s = _session(store, remote, client, progress)
+    sent, rows = push_session(s)
+    return PushResult(s.name, sent, rows, s.remote.bytes_sent, s.remote.requests)
+
+
+def pull(store: Store, remote: str | None = None, *, client: Remote | None = None,
+         progress: Progress | None = None) -> PullResult:
+    """Apply what other hosts pushed to the remote since the last pull."""
+    s = _session(store, remote, client, progress)
+    got = pull_session(s)
+    if got.errors:
+        raise got.errors[0]
+    return PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
+
+
+def sync(store: Store, remote: str | None = None, *, client: Remote | None = None,
+         progress: Progress | None = None) -> SyncResult:
+    """Pull, then push; the push reuses the pull's listing of heads.
+
+    A host whose changesets are refused (corrupt, too new) does not stop
+    the others, nor our push: its error is raised at the end.
+    """
+    s = _session(store, remote, client, progress)
+    got = pull_session(s)
+    pulled = PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
+    before = s.remote.requests
+    sent, sent_rows = push_session(s, got.listing)
+    if got.errors:
+        raise got.errors[0]
+    pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before)
+    return SyncResult(pulled, pushed)
+
+
+@dataclass
+class HostStatus:
+    host: str
+    pushed: int
+    applied: int
+    this_machine: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RemoteStatus:
+    remote: str
+    url: str
+    host: str
+    waiting: int
+    pending_changeset: int | None
+    hosts: list[HostStatus] = field(default_factory=list)
+    requests: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["hosts"] = [h.to_json() for h in self.hosts]
+        return out
+
+
+def status(store: Store, remote: str | None = None, *, client: Remote | None = None) -> RemoteStatus:
+    """What waits to be pushed, and what each host has pushed and how much of it is applied here."""
+    s = _session(store, remote, client, None)
+    pending = s.conn.execute("SELECT seq FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
+    result = RemoteStatus(s.name, s.config.url, s.host, capture.pending_count(s.conn, s.name),
+                          pending[0] if pending else None)
+    listing = s.remote.list("heads/")
+    from .session import host_of_head
+
+    for key in sorted(listing):
+        host = host_of_head(key)
+        if host is None:
+            continue
+        seq, _ = s.read_head(host)
+        result.hosts.append(HostStatus(host, seq, s.chain(host).seq, host == s.host))
+    if head_key(s.host) not in listing and s.chain(s.host).seq:
+        result.hosts.append(HostStatus(s.host, 0, s.chain(s.host).seq, True))
+    result.requests = s.remote.requests
+    return result
+
+
+def reset_host(store: Store) -> tuple[str, str]:
+    """Give this store a new host id after a fork error; returns (old, new).
+
+    Changesets built under the old id and not yet sent are dropped (their
+    rows stay queued and go out under the new id). What was pushed under the
+    old id becomes another host's log, so the changesets the other machine
+    pushed as that host are pulled here like anyone else's.
+    """
+    new = ids.new_id()
+    with store.write() as conn:
+        old = store.host_id
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'host_id'", [new])
+        conn.execute("DELETE FROM sync_pending")
+        # The other machine now writes the old host's head: forget its ETag so
+        # the next pull reads it.
+        conn.execute("UPDATE sync_chain SET head_etag = NULL WHERE host = ?", [old])
+    return old, new

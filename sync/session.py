@@ -1,0 +1,190 @@
+"""What one push or pull shares: the store, the remote, keys and local state."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from localfirst import ids, migrations
+from localfirst.errors import CorruptObject, ForkDetected
+from localfirst.store import Store
+
+from .changeset import FORMAT, FormatTooNew, sha256
+from .remotes import ObjectExists, ObjectInfo, ObjectMissing, Remote, RemoteConfig
+
+__all__ = ["Session", "Chain", "head_key", "log_key", "host_of_head", "fork_error"]
+
+FORMAT_KEY = "format.json"
+_HEAD = re.compile(r"^heads/([0-7][0-9a-hjkmnp-tv-z]{25})\.json$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+Progress = Callable[[int, int], None]
+
+
+def head_key(host: str) -> str:
+    return f"heads/{host}.json"
+
+
+def log_key(host: str, seq: int) -> str:
+    return f"log/{host}/{seq:012d}.jsonl.gz"
+
+
+def host_of_head(key: str) -> str | None:
+    """The host a head key names, or None for anything that is not a head."""
+    m = _HEAD.fullmatch(key)
+    return m.group(1) if m else None
+
+
+def fork_error(config: RemoteConfig, host: str, what: str) -> ForkDetected:
+    return ForkDetected(
+        f"{what}: another machine is pushing to remote {config.name!r} as host {host} "
+        "(was this database file copied from it?). Nothing was overwritten. "
+        "Run `localfirst remote reset-host` on this machine to give it its own host id, "
+        "then `localfirst sync` again"
+    )
+
+
+@dataclass
+class Chain:
+    """What we know of one host's log on one remote."""
+
+    seq: int = 0
+    sha256: str = ""
+    head_seq: int = 0
+    head_etag: str | None = None
+
+
+class Counting:
+    """Wraps a remote and counts its calls: one call is one request."""
+
+    def __init__(self, remote: Remote) -> None:
+        self.inner = remote
+        self.url = remote.url
+        self.requests = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def list(self, prefix: str) -> dict[str, str]:
+        self.requests += 1
+        return self.inner.list(prefix)
+
+    def get(self, key: str) -> bytes:
+        self.requests += 1
+        data = self.inner.get(key)
+        self.bytes_received += len(data)
+        return data
+
+    def head(self, key: str) -> ObjectInfo:
+        self.requests += 1
+        return self.inner.head(key)
+
+    def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+        self.requests += 1
+        self.bytes_sent += len(data)
+        return self.inner.put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
+
+
+class Session:
+    def __init__(self, store: Store, config: RemoteConfig, remote: Remote, *, progress: Progress | None) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.config = config
+        self.name = config.name
+        self.remote = Counting(remote)
+        self.host = store.host_id
+        self.schema_version = len(migrations.names())
+        self.progress = progress
+        self._store_id: str | None = None
+
+    def chain(self, host: str) -> Chain:
+        row = self.conn.execute(
+            "SELECT seq, sha256, head_seq, head_etag FROM sync_chain WHERE remote = ? AND host = ?",
+            [self.name, host],
+        ).fetchone()
+        return Chain(*row) if row else Chain()
+
+    def save_chain(self, host: str, chain: Chain) -> None:
+        """Record ``chain``, never going back (two pulls at once may race).
+
+        The caller holds the write transaction.
+        """
+        self.conn.execute(
+            "INSERT INTO sync_chain (remote, host, seq, sha256, head_seq, head_etag) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (remote, host) DO UPDATE SET seq = excluded.seq, sha256 = excluded.sha256, "
+            "head_seq = excluded.head_seq, head_etag = excluded.head_etag WHERE excluded.seq >= sync_chain.seq",
+            [self.name, host, chain.seq, chain.sha256, chain.head_seq, chain.head_etag],
+        )
+
+    def advance(self, host: str, seq: int, sha: str) -> None:
+        """Our changeset ``seq`` is on the remote (inside the caller's transaction)."""
+        self.conn.execute(
+            "INSERT INTO sync_chain (remote, host, seq, sha256) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (remote, host) DO UPDATE SET seq = excluded.seq, sha256 = excluded.sha256 "
+            "WHERE excluded.seq > sync_chain.seq",
+            [self.name, host, seq, sha],
+        )
+
+    def saw_head(self, host: str, seq: int, etag: str) -> None:
+        """Our head on the remote names ``seq`` and has ``etag`` (inside the caller's transaction)."""
+        self.conn.execute(
+            "UPDATE sync_chain SET head_seq = ?, head_etag = ? WHERE remote = ? AND host = ? AND head_seq <= ?",
+            [seq, etag, self.name, host, seq],
+        )
+
+    def store_id(self) -> str:
+        """The id of the remote's store, from ``format.json`` (made on first contact)."""
+        if self._store_id is not None:
+            return self._store_id
+        row = self.conn.execute("SELECT store_id FROM sync_remotes WHERE name = ?", [self.name]).fetchone()
+        if row and row[0]:
+            self._store_id = str(row[0])
+            return self._store_id
+        try:
+            data = self.remote.get(FORMAT_KEY)
+        except ObjectMissing:
+            doc = {"type": "localfirst-remote", "format": FORMAT, "store": ids.new_id()}
+            data = json.dumps(doc, sort_keys=True).encode()
+            try:
+                self.remote.put(FORMAT_KEY, data, sha256=sha256(data), create_only=True)
+            except ObjectExists:
+                data = self.remote.get(FORMAT_KEY)
+        doc = _json(data, f"{FORMAT_KEY} of {self.config.url}")
+        fmt = doc.get("format")
+        if isinstance(fmt, int) and fmt > FORMAT:
+            raise FormatTooNew(f"{self.config.url} uses sync format {fmt}; upgrade localfirst to sync with it")
+        store = doc.get("store")
+        if doc.get("type") != "localfirst-remote" or not isinstance(store, str) or not ids.is_id(store):
+            raise CorruptObject(f"{self.config.url} holds a {FORMAT_KEY} that is not a localfirst remote's")
+        with self.store.write() as conn:
+            conn.execute("UPDATE sync_remotes SET store_id = ? WHERE name = ?", [store, self.name])
+        self._store_id = store
+        return store
+
+    def read_head(self, host: str) -> tuple[int, str]:
+        """(seq, sha256) from ``heads/<host>.json``, checked."""
+        key = head_key(host)
+        doc = _json(self.remote.get(key), f"{key} of {self.config.url}")
+        seq, sha, named = doc.get("seq"), doc.get("sha256"), doc.get("host")
+        if (
+            named != host or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0
+            or not isinstance(sha, str) or not (_SHA.fullmatch(sha) or (seq == 0 and sha == ""))
+        ):
+            raise CorruptObject(f"{key} of {self.config.url} is damaged")
+        return seq, sha
+
+    def tick(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+
+
+def _json(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptObject(f"{where} is not valid JSON") from exc
+    if not isinstance(doc, dict):
+        raise CorruptObject(f"{where} is not a JSON object")
+    return doc

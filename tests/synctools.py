@@ -1,0 +1,124 @@
+"""Helpers shared by the sync tests: stores, remotes, counting and faults."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from localfirst.db import connect
+from localfirst.records import Attachment, Part, Response
+from localfirst.store import Store
+from sync.remotes import ObjectInfo, Remote
+from sync.tables import columns, present
+
+
+class Crash(BaseException):
+    """A simulated crash: nothing in the code under test catches it."""
+
+
+def new_store(path: Path | None = None) -> Store:
+    return Store.open(path) if path is not None else Store(connect(":memory:"))
+
+
+def log(store: Store, prompt: str = "hello", *, cid: str | None = None, attachment: bytes | None = None) -> str:
+    parts = [Part(type="text", role="assistant", text=f"answer to {prompt}")]
+    if attachment is not None:
+        parts.insert(0, Part(type="attachment", role="user", attachment=Attachment(attachment, "text/plain")))
+    return store.log(Response(model="m", prompt=prompt, conversation_id=cid, parts=parts))
+
+
+def dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every synced row and tombstone, by table, sorted: equal dumps mean equal histories."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for table in present(store.conn):
+        cols = columns(store.conn, table)
+        out[table.name] = sorted(
+            store.conn.execute(f"SELECT {', '.join(cols)} FROM {table.name}").fetchall(), key=repr
+        )
+    out["tombstones"] = sorted(store.conn.execute("SELECT tbl, key, hlc FROM tombstones").fetchall())
+    return out
+
+
+class CountingRemote:
+    """Counts calls by kind and remembers every key read or listed."""
+
+    def __init__(self, inner: Remote) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.calls: Counter[str] = Counter()
+        self.keys: list[tuple[str, str]] = []
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.keys.clear()
+
+    def list(self, prefix: str) -> dict[str, str]:
+        self.calls["list"] += 1
+        self.keys.append(("list", prefix))
+        return self.inner.list(prefix)
+
+    def get(self, key: str) -> bytes:
+        self.calls["get"] += 1
+        self.keys.append(("get", key))
+        return self.inner.get(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        self.calls["head"] += 1
+        self.keys.append(("head", key))
+        return self.inner.head(key)
+
+    def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+        self.calls["put"] += 1
+        self.keys.append(("put", key))
+        return self.inner.put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
+
+
+class CrashingRemote(CountingRemote):
+    """Crashes at call number ``at`` (1-based), before or after it takes effect."""
+
+    def __init__(self, inner: Remote, *, at: int, after: bool) -> None:
+        super().__init__(inner)
+        self.at = at
+        self.after = after
+        self.crashed = False
+
+    def _maybe(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        n = self.total
+        if n == self.at and not self.after:
+            self.crashed = True
+            raise Crash(f"before call {n}")
+        result = fn(*args, **kwargs)
+        if n == self.at and self.after:
+            self.crashed = True
+            raise Crash(f"after call {n}")
+        return result
+
+    def list(self, prefix: str) -> dict[str, str]:
+        self.calls["list"] += 1
+        return self._maybe(self.inner.list, prefix)  # type: ignore[no-any-return]
+
+    def get(self, key: str) -> bytes:
+        self.calls["get"] += 1
+        return self._maybe(self.inner.get, key)  # type: ignore[no-any-return]
+
+    def head(self, key: str) -> ObjectInfo:
+        self.calls["head"] += 1
+        return self._maybe(self.inner.head, key)  # type: ignore[no-any-return]
+
+    def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+        self.calls["put"] += 1
+        return self._maybe(  # type: ignore[no-any-return]
+            self.inner.put, key, data, sha256=sha256, create_only=create_only, if_match=if_match
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,72 @@
+"""`localfirst merge` keeps its rules and agrees with sync."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from synctools import dump, log, new_store
+
+import sync
+from localfirst.store import Store
+
+
+def _two(tmp_path: Path) -> tuple[Store, Store]:
+    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    log(a, "a1", attachment=b"shared")
+    keep = log(a, "a2")
+    log(b, "b1", attachment=b"shared")
+    a.rename_conversation(a.conversations()[0].id, "older name")
+    b.delete([log(b, "b gone")])
+    a.delete([keep])
+    return a, b
+
+
+def test_merge_is_commutative_and_idempotent(tmp_path: Path) -> None:
+    a, b = _two(tmp_path)
+    a.close()
+    b.close()
+    for first, second in (("a", "b"), ("b", "a")):
+        shutil.copy(tmp_path / f"{first}.db", tmp_path / f"{first}-{second}.db")
+    ab, ba = new_store(tmp_path / "a-b.db"), new_store(tmp_path / "b-a.db")
+    sync.merge_database(ab, tmp_path / "b.db")
+    sync.merge_database(ba, tmp_path / "a.db")
+    assert dump(ab) == dump(ba)
+    before = dump(ab)
+    sync.merge_database(ab, tmp_path / "b.db")
+    assert dump(ab) == before
+
+
+def test_tombstones_win_and_the_latest_name_wins(tmp_path: Path) -> None:
+    a, b = _two(tmp_path)
+    rid = log(b, "deleted on a later")
+    b.close()
+    sync.merge_database(a, tmp_path / "b.db")
+    a.delete([rid])
+    cid = a.conversations()[-1].id
+    a.rename_conversation(cid, "newest")
+    a.close()
+    b = new_store(tmp_path / "b.db")
+    sync.merge_database(b, tmp_path / "a.db")
+    assert rid not in {r.id for r in b.list_responses(count=0)}
+    assert "newest" in {c.name for c in b.conversations()}
+
+
+def test_merge_and_sync_agree(tmp_path: Path) -> None:
+    """A store that got rows by sync and one that merged its file end the same,
+    and the merging store does not push the merged rows as its own."""
+    url = f"file://{tmp_path}/remote"
+    a, _ = _two(tmp_path)
+    got_by_sync = new_store(tmp_path / "synced.db")
+    got_by_merge = new_store(tmp_path / "merged.db")
+    for s in (a, got_by_sync, got_by_merge):
+        sync.add_remote(s, "origin", url)
+    sync.sync(a)
+    sync.sync(got_by_sync)
+    got_by_sync.close()
+    sync.merge_database(got_by_merge, tmp_path / "synced.db")
+    assert got_by_merge.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+    assert sync.push(got_by_merge).changesets == 0
+    assert dump(got_by_merge) == dump(a)
+    sync.sync(got_by_merge)  # pulling what it merged changes nothing
+    assert dump(got_by_merge) == dump(a)
