@@ -2,7 +2,8 @@
 
 Runs the real CLI as subprocesses, each "machine" with its own home
 directory under ./demo-home, using only embedded defaults: a local SQLite
-file per machine, the offline `echo` model, and a folder remote.
+file per machine, the offline `echo` model, and a folder remote. Run it
+again to start over.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ ROOT = Path("demo-home")
 
 def run(machine: str, *args: str, show: bool = True) -> str:
     env = {**os.environ, "LOCALFIRST_HOME": str(ROOT / machine)}
-    shown = " ".join(a if " " not in a else repr(a) for a in args)
-    print(f"\n[{machine}]$ localfirst {shown}")
+    if show:
+        shown = " ".join(a if " " not in a else repr(a) for a in args)
+        print(f"\n[{machine}]$ localfirst {shown}")
     done = subprocess.run([sys.executable, "-m", "localfirst", *args], env=env,
                           capture_output=True, text=True)
     output = (done.stdout + done.stderr).rstrip()
@@ -43,16 +45,22 @@ def main() -> None:
     rid = run("desktop", "log", "-m", "gpt-4o", "-p", "A secret I regret", "-r", "...")
     run("desktop", "logs", "rm", rid, "--yes")
 
-    synced = _sync_through_folder(remote)
-    if not synced:
-        laptop_db = run("laptop", "logs", "path")
-        desktop_db = run("desktop", "logs", "path")
-        run("laptop", "merge", desktop_db)
-        run("desktop", "merge", laptop_db)
+    url = remote.as_uri()
+    print(f"\nBoth machines sync through a folder remote, {url}")
+    for machine in ("laptop", "desktop"):
+        run(machine, "remote", "add", "shared", url)
+    run("laptop", "sync")
+    run("desktop", "sync")
+    cid = run("desktop", "logs", "list", "-n", "1", "-q", "SQLite", "--json", show=False)
+    run("desktop", "conversations", "rename", _ids(cid, "conversation_id")[0], "Why SQLite")
+    run("desktop", "sync")
+    run("laptop", "sync")
+    run("laptop", "sync")  # nothing new anywhere: one request
 
     laptop = run("laptop", "logs", "list", "-n", "0", "--json", show=False)
     desktop = run("desktop", "logs", "list", "-n", "0", "--json", show=False)
     run("laptop", "logs", "list", "-s", "-n", "0")
+    run("laptop", "conversations", "list")
     run("desktop", "logs", "list", "-q", "ULID", "-s")
     same = _ids(laptop) == _ids(desktop)
     print(f"\nBoth machines hold the same {len(_ids(laptop))} responses: {'yes' if same else 'NO'}")
@@ -60,25 +68,10 @@ def main() -> None:
         raise SystemExit(1)
 
 
-def _ids(payload: str) -> list[str]:
+def _ids(payload: str, key: str = "id") -> list[str]:
     import json
 
-    return sorted(r["id"] for r in json.loads(payload))
-
-
-def _sync_through_folder(remote: Path) -> bool:
-    """Sync both machines through a folder remote, when this build has sync."""
-    import importlib.util
-
-    if importlib.util.find_spec("sync.engine") is None:
-        return False
-    url = remote.as_uri()
-    for machine in ("laptop", "desktop"):
-        run(machine, "remote", "add", "shared", url)
-    run("laptop", "sync")
-    run("desktop", "sync")
-    run("laptop", "sync")
-    return True
+    return sorted(r[key] for r in json.loads(payload))
 
 
 if __name__ == "__main__":
