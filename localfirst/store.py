@@ -176,10 +176,11 @@ class Store:
             known: set[str] = set()
             for r in responses:
                 cid = r.conversation_id
+                now = now_utc()
                 if cid is None:
                     cid = ids.new_id()
                     conversations.append(
-                        (cid, r.conversation_name or conversation_name(r.prompt), r.model, now_utc()))
+                        (cid, r.conversation_name or conversation_name(r.prompt), r.model, now))
                 elif cid not in known:
                     cid = check_id(cid, "conversation id")
                     if conn.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]).fetchone() is None:
@@ -192,7 +193,7 @@ class Store:
                     rid = ids.new_id()
                 r.id, r.conversation_id = rid, cid
                 if r.datetime_utc is None:
-                    r.datetime_utc = now_utc()
+                    r.datetime_utc = now
                 if r.parts:
                     if r.response is None:
                         text = [p.text or "" for p in r.parts if p.role == "assistant" and p.type == "text"]

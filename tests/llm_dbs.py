@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers import assert_one_line_error
+
 from localfirst.exporters.llm_schema import LLM_MIGRATIONS
 
 PNG = b"\x89PNG\r\n\x1a\nnot really a picture"
@@ -137,9 +139,7 @@ def make_legacy_db(path: Path) -> Path:
 
 
 def assert_refused(result: Any, *, says: str) -> None:
-    assert result.code != 0
-    assert result.err.count("Error:") == 1 and result.err.startswith("Error: ")
-    assert "Traceback" not in result.err and says in result.err
+    assert_one_line_error(result, says)
 
 
 def store_counts(run: Any) -> str:

@@ -6,19 +6,12 @@ import json
 import tomllib
 
 import pytest
+from helpers import assert_one_line_error as assert_one_error
 
 from localfirst import paths
 from localfirst.errors import ConfigError
 from localfirst.models import default_model_name, get_model
 from localfirst.models.config import ModelConfig, load_config, resolve_key
-
-
-def assert_one_error(r, *fragments: str) -> None:
-    assert r.code != 0
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def config_text() -> str:

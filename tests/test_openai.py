@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from chat_server import (
     stream_text,
     usage_chunk,
 )
+from helpers import assert_one_line_error as assert_one_error
+from helpers import db_state
 
 from localfirst import paths
 from localfirst.models import PromptRequest
@@ -57,27 +58,6 @@ def logged(run) -> list[dict]:
     r = run("logs", "list", "-n", "0", "--json")
     assert r.code == 0, r.err
     return json.loads(r.out)
-
-
-def db_state() -> list[str]:
-    """Every row of the database, to prove a failure changed nothing."""
-    path = paths.home() / "logs.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def assert_one_error(r, *fragments: str) -> None:
-    assert r.code != 0
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
-    assert "Traceback" not in r.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # -- streaming ---------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import assert_one_line_error as assert_one_error
+from helpers import db_state
 
 from localfirst import paths
 from localfirst.store import Store
@@ -44,26 +45,6 @@ PLAIN = "Just a prompt about $input\n"
 def seeded(run) -> None:
     """A database with something in it, so that "unchanged" means something."""
     assert run("log", "-m", "echo", "-p", "earlier", "-r", "kept").code == 0
-
-
-def db_state() -> list[str]:
-    path = paths.home() / "logs.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def assert_one_error(r, *fragments: str) -> None:
-    assert r.code != 0
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
-    assert "Traceback" not in r.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture

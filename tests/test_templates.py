@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+from helpers import assert_one_line_error as assert_one_error
+from helpers import db_state
 
-from localfirst import paths
 from localfirst.errors import BadInput, NotFound
 from localfirst.store import Store
 from localfirst.templates import (
@@ -19,26 +19,6 @@ from localfirst.templates import (
     remove_template,
     template_history,
 )
-
-
-def db_state() -> list[str]:
-    path = paths.home() / "logs.db"
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def assert_one_error(r, *fragments: str) -> None:
-    assert r.code != 0
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), r.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
 
 # -- the library -------------------------------------------------------------------
 
