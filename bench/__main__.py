@@ -1,9 +1,11 @@
-"""Run every benchmark: `python -m bench` (or `make bench`)."""
+"""Run every benchmark, or the ones named: `python -m bench [startup store merge ...]` (or `make bench`)."""
 
 import importlib
 import sys
 
 MODULES = ["startup", "store", "merge", "prompt", "importer", "sync"]
 
-for name in sys.argv[1:] or MODULES:
+names = sys.argv[1:] or MODULES
+for name in names:
+    sys.argv = [f"bench.{name}"]  # each module parses its own options
     importlib.import_module(f"bench.{name}").main()
