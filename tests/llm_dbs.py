@@ -2,8 +2,9 @@
 
 The current schema is written by llm itself (a test dependency), driven as a
 subprocess with the offline ``echo`` model. The older schema (llm <= 0.31) is
-written from SQL here, laid out as llm 0.31.1 left it; installing that old llm
-at test time would need the network.
+written from SQL here, laid out as llm 0.31.1 left it, with one of everything
+(fragments, tool instances, URL attachments) that the echo model cannot make;
+tests/test_importers_llm031.py imports a file that llm 0.31.1 really wrote.
 """
 
 from __future__ import annotations
