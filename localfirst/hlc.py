@@ -13,9 +13,14 @@ from __future__ import annotations
 import sqlite3
 import time
 
-__all__ = ["tick", "observe", "parse", "format_hlc", "host_id"]
+__all__ = ["tick", "observe", "parse", "format_hlc", "host_id", "plausible", "MAX_AHEAD_MS"]
 
 _COUNTER_MAX = 9999
+_MS_MAX = 9_999_999_999_999  # 13 digits: the year 2286
+# How far ahead of this machine's clock an HLC from elsewhere may be. More is
+# a broken clock or a forged value; observing it would drag every later edit
+# here along with it.
+MAX_AHEAD_MS = 24 * 3600 * 1000
 
 
 def format_hlc(ms: int, counter: int, host: str) -> str:
@@ -47,6 +52,12 @@ def _store(conn: sqlite3.Connection, value: str) -> None:
     )
 
 
+def plausible(value: str, *, now_ms: int | None = None) -> bool:
+    """Whether an HLC's wall clock is at most MAX_AHEAD_MS ahead of ours."""
+    wall = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return parse(value)[0] <= wall + MAX_AHEAD_MS
+
+
 def tick(conn: sqlite3.Connection, *, now_ms: int | None = None) -> str:
     """A new HLC for a local edit. Call inside the edit's write transaction."""
     wall = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -57,6 +68,10 @@ def tick(conn: sqlite3.Connection, *, now_ms: int | None = None) -> str:
         ms, counter = last_ms, last_counter + 1
         if counter > _COUNTER_MAX:
             ms, counter = ms + 1, 0
+    if ms > _MS_MAX:
+        from .errors import DatabaseError
+
+        raise DatabaseError("this database's clock has run past the year 2286; it cannot order new edits")
     value = format_hlc(ms, counter, host_id(conn))
     _store(conn, value)
     return value

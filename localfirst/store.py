@@ -227,6 +227,8 @@ class Store:
             for rid in given:
                 if conn.execute("SELECT 1 FROM responses WHERE id = ?", [rid]).fetchone():
                     raise BadInput(f"a response with id {rid} already exists")
+                if conn.execute("SELECT 1 FROM tombstones WHERE tbl = 'responses' AND key = ?", [rid]).fetchone():
+                    raise BadInput(f"response {rid} was deleted; a deleted id is never used again")
             try:
                 conn.executemany(_INSERT_RESPONSE, rows)
             except sqlite3.IntegrityError as exc:

@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from localfirst import hlc
 from localfirst.errors import CorruptObject, RemoteError
 
 from .tables import (
@@ -109,6 +110,14 @@ class Schema:
         # A registered table this database lacks has no columns: its rows are refused.
         self.columns: dict[str, frozenset[str]] = {t.name: frozenset() for t in TABLES}
         self.columns.update({t.name: frozenset(columns(conn, t)) for t in here})
+        # Per table: declared types, and the NOT NULL columns without a default
+        # (a row missing one would be skipped by INSERT OR IGNORE: refuse it).
+        self.types: dict[str, dict[str, str]] = {}
+        self.required: dict[str, frozenset[str]] = {}
+        for t in here:
+            info = [r for r in conn.execute(f"PRAGMA main.table_info({t.name})") if r[1] not in t.local]
+            self.types[t.name] = {r[1]: str(r[2]).upper() for r in info}
+            self.required[t.name] = frozenset(r[1] for r in info if r[3] and r[4] is None)
 
 
 def _text(data: bytes, where: str) -> list[str]:
@@ -248,7 +257,24 @@ def _check_ops(raws: list[Any], schema: Schema, *, newer: bool) -> list[Op]:
         rows.setdefault(table.name, []).append((n, row))
     for name, found in rows.items():
         _check_keys(BY_NAME[name], found)
+        _check_values(name, found, schema)
     return ops
+
+
+_TYPES = {"INTEGER": (int,), "TEXT": (str,), "REAL": (int, float), "BLOB": (bytes,)}
+
+
+def _check_values(name: str, found: list[tuple[int, dict[str, Any]]], schema: Schema) -> None:
+    """Every NOT NULL column is there, and each value has its column's type."""
+    required, types = schema.required.get(name, frozenset()), schema.types.get(name, {})
+    for n, row in found:
+        for col in required:
+            if row.get(col) is None:
+                raise _Bad(f"missing column {col!r} of {name}", n)
+        for col, value in row.items():
+            allowed = _TYPES.get(types.get(col, ""))
+            if value is not None and allowed is not None and not isinstance(value, allowed):
+                raise _Bad(f"column {col!r} of {name} must be {types[col].lower()}, not {value!r}", n)
 
 
 def _check_shape(table: SyncedTable, cols: tuple[str, ...], schema: Schema, *, newer: bool,
@@ -269,9 +295,18 @@ def _check_del(raw: dict[str, Any], schema: Schema, *, newer: bool, line: int) -
         raise _unknown_table(name, newer, line)
     if not check_key_value(TOMBSTONE_KINDS[str(name)], key):
         raise _Bad(f"invalid key {key!r} for {name}", line)
-    if not isinstance(stamp, str) or not HLC_RE.fullmatch(stamp):
+    if not _hlc_ok(stamp):
         raise _Bad(f"invalid hlc {stamp!r}", line)
     return ("del", str(name), None, str(key), stamp)
+
+
+def _hlc_ok(stamp: Any) -> bool:
+    """A well-formed HLC whose wall clock is not implausibly far ahead of ours.
+
+    Observing one would drag every later local edit past it, and past the
+    13 digits of the format: such a changeset is refused instead.
+    """
+    return isinstance(stamp, str) and HLC_RE.fullmatch(stamp) is not None and hlc.plausible(stamp)
 
 
 def _unknown_table(name: Any, newer: bool, line: int) -> _Bad:
@@ -288,13 +323,13 @@ def _check_keys(table: SyncedTable, found: list[tuple[int, dict[str, Any]]]) -> 
     for col, stamp_col in table.mutable.items():
         for n, row in found:
             stamp = row.setdefault(stamp_col, "")
-            if not isinstance(stamp, str) or (stamp and not HLC_RE.fullmatch(stamp)):
+            if stamp != "" and not _hlc_ok(stamp):
                 raise _Bad(f"invalid {stamp_col} {stamp!r}", n)
             row.setdefault(col, None)
     for col in table.observed:
         for n, row in found:
             stamp = row.get(col)
-            if stamp is not None and not (isinstance(stamp, str) and HLC_RE.fullmatch(stamp)):
+            if stamp is not None and not _hlc_ok(stamp):
                 raise _Bad(f"invalid {col} {stamp!r}", n)
     for col, target in table.carries.items():
         kind = next(iter(BY_NAME[target].key.values()))

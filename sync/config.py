@@ -33,8 +33,10 @@ def add_remote(
     url = check_url(url)
     if not url.startswith("s3://") and (endpoint_url or region or profile):
         raise BadInput("--endpoint-url, --region and --profile apply only to s3:// remotes")
-    if endpoint_url is not None and not re.match(r"^https?://[^\s/]+", endpoint_url):
-        raise BadInput(f"{endpoint_url!r} is not an http(s) endpoint URL")
+    if endpoint_url is not None:
+        _check_endpoint(endpoint_url)
+    if region is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", region):
+        raise BadInput(f"{region!r} is not a region name (like eu-west-1, auto or us-east-1)")
     if url.startswith("file://"):
         folder = Path(url.removeprefix("file://"))
         if not folder.parent.is_dir():
@@ -85,3 +87,16 @@ def get_remote(store: Store, name: str | None = None) -> RemoteConfig:
         if r.name == name:
             return r
     raise NotFound(f"no remote named {name!r} (see `localfirst remote list`)")
+
+
+def _check_endpoint(endpoint_url: str) -> None:
+    """An http(s) URL with a host and, when given, a numeric port."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(endpoint_url)
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"{endpoint_url!r} is not an http(s) endpoint URL")

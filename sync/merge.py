@@ -123,9 +123,9 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
                 "SELECT max(h) FROM (SELECT max(name_hlc) AS h FROM other.conversations "
                 "UNION ALL SELECT max(hlc) FROM other.tombstones)"
             ).fetchone()[0]
-            hlc.observe(conn, seen)
+            _observe(conn, seen, path)
             if _columns(conn, "other", "template_versions"):
-                hlc.observe(conn, conn.execute("SELECT max(hlc) FROM other.template_versions").fetchone()[0])
+                _observe(conn, conn.execute("SELECT max(hlc) FROM other.template_versions").fetchone()[0], path)
     finally:
         conn.execute("DETACH DATABASE other")
     return result
@@ -162,3 +162,11 @@ def _merge_names(conn: sqlite3.Connection) -> int:
         "OR (o.name_hlc = main.conversations.name_hlc "
         "AND coalesce(o.name, '') > coalesce(main.conversations.name, '')))"
     ).rowcount
+
+
+def _observe(conn: sqlite3.Connection, seen: str | None, path: Path) -> None:
+    """Move our clock past the other file's, unless its clock is far in the future."""
+    if seen and not hlc.plausible(seen):
+        raise DatabaseError(f"{path} holds edits stamped far in the future ({seen.split('.')[0]} ms): "
+                            "the clock of the machine that wrote it is wrong; nothing was merged")
+    hlc.observe(conn, seen)

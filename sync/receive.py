@@ -19,7 +19,7 @@ from . import capture
 from .apply import apply_ops
 from .changeset import FormatTooNew, Schema, decode, peek_header, sha256
 from .remotes import ObjectMissing
-from .session import Chain, Session, host_of_head, log_key
+from .session import Chain, Session, check_own_head, host_of_head, log_key
 
 __all__ = ["pull_session", "Pulled"]
 
@@ -61,6 +61,7 @@ def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, bytes], 
 def pull_session(s: Session) -> Pulled:
     """Apply what is new from every host; what could not be applied is in ``errors``."""
     listing = s.remote.list("heads/")
+    check_own_head(s, listing, s.chain(s.host))
     changed: list[tuple[str, str]] = []
     for key, etag in sorted(listing.items()):
         host = host_of_head(key)

@@ -79,7 +79,12 @@ class S3Remote:
             # Our own loop retries (it knows which calls are safe to repeat).
             retries={"total_max_attempts": 1},
         )
-        return session.client("s3", endpoint_url=endpoint_url, config=config)
+        try:
+            return session.client("s3", endpoint_url=endpoint_url, config=config)
+        except (ValueError, botocore.exceptions.BotoCoreError) as exc:
+            # A malformed endpoint (ours or AWS_ENDPOINT_URL_S3) or region.
+            where = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or "S3"
+            raise RemoteError(f"cannot use {where} (region {region or 'default'}): {exc}") from exc
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from localfirst.errors import ForkDetected, RemoteError
+from localfirst.errors import RemoteError
 
 from . import capture
 from .changeset import Header, encode, sha256
 from .collect import collect
 from .remotes import ObjectExists, PreconditionFailed
-from .session import Chain, Session, fork_error, head_key, log_key
+from .session import Session, check_own_head, fork_error, head_key, log_key
 
 __all__ = ["push_session", "MAX_KEYS"]
 
@@ -88,32 +88,6 @@ def _next(s: Session) -> Pending | None:
                 [s.name, pending.host, pending.seq, pending.sha256, pending.outbox_max, pending.rows, body],
             )
             return pending
-
-
-def _check_own_head(s: Session, listing: dict[str, str], chain: Chain) -> None:
-    """Stop before writing if someone else has moved this host's head."""
-    etag = listing.get(head_key(s.host))
-    if etag is None:
-        if chain.head_seq > 0:
-            raise RemoteError(
-                f"remote {s.name!r} no longer holds this host's head {head_key(s.host)} (was it emptied?). "
-                f"To push everything again: `localfirst remote remove {s.name}` then `localfirst remote add`"
-            )
-        return
-    if etag == chain.head_etag:
-        return
-    seq, sha = s.read_head(s.host)
-    if seq > 0 and chain.seq == 0:
-        raise ForkDetected(
-            f"remote {s.name!r} already holds {seq} changesets of this host id {s.host} (was the remote "
-            "removed and added again, or this database copied?). Nothing was overwritten. Run "
-            "`localfirst remote reset-host`, then `localfirst sync` again"
-        )
-    if seq > chain.seq or (seq == chain.seq and sha != chain.sha256):
-        raise fork_error(s.config, s.host, f"{head_key(s.host)} is at changeset {seq}, this machine at {chain.seq}")
-    # Our own head, written by an attempt that stopped before recording it.
-    with s.store.write():
-        s.saw_head(s.host, seq, etag)
 
 
 def _send(s: Session, p: Pending) -> None:
@@ -179,7 +153,7 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
     s.store_id()
     if listing is None:
         listing = s.remote.list("heads/")
-    _check_own_head(s, listing, chain)
+    check_own_head(s, listing, chain)
     sent = rows = 0
     total = capture.pending_count(s.conn, s.name)
     while (p := _next(s)) is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from localfirst import ids, migrations
-from localfirst.errors import CorruptObject, ForkDetected
+from localfirst.errors import CorruptObject, ForkDetected, RemoteError
 from localfirst.store import Store
 
 from .changeset import FORMAT, FormatTooNew, sha256
@@ -188,3 +188,34 @@ def _json(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise CorruptObject(f"{where} is not a JSON object")
     return doc
+
+
+def check_own_head(s: Session, listing: dict[str, str], chain: Chain) -> None:
+    """Stop if someone else has moved this host's head (a copied database).
+
+    Push calls it before writing; pull calls it too, so that a copy that only
+    reads is told as well, instead of silently skipping its twin's changesets.
+    Costs no request while the head's ETag is the one last seen.
+    """
+    etag = listing.get(head_key(s.host))
+    if etag is None:
+        if chain.head_seq > 0:
+            raise RemoteError(
+                f"remote {s.name!r} no longer holds this host's head {head_key(s.host)} (was it emptied?). "
+                f"To push everything again: `localfirst remote remove {s.name}` then `localfirst remote add`"
+            )
+        return
+    if etag == chain.head_etag:
+        return
+    seq, sha = s.read_head(s.host)
+    if seq > 0 and chain.seq == 0:
+        raise ForkDetected(
+            f"remote {s.name!r} already holds {seq} changesets of this host id {s.host} (was the remote "
+            "removed and added again, or this database copied?). Nothing was overwritten. Run "
+            "`localfirst remote reset-host`, then `localfirst sync` again"
+        )
+    if seq > chain.seq or (seq == chain.seq and sha != chain.sha256):
+        raise fork_error(s.config, s.host, f"{head_key(s.host)} is at changeset {seq}, this machine at {chain.seq}")
+    # Our own head, written by an attempt that stopped before recording it.
+    with s.store.write():
+        s.saw_head(s.host, seq, etag)

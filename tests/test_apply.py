@@ -150,6 +150,22 @@ def test_the_local_clock_moves_past_every_applied_hlc() -> None:
     assert name == "mine, made later" and stamp_now > future
 
 
+def test_the_local_clock_moves_past_applied_deletions_and_template_versions() -> None:
+    store = new_store()
+    deleted_at = hlc.format_hlc(8_000_000_000_000, 3, HOST)
+    apply_all(store, [[("del", "responses", None, RIDS[0], deleted_at)]])
+    with store.write() as conn:
+        assert hlc.tick(conn) > deleted_at
+    edited_at = hlc.format_hlc(8_500_000_000_000, 1, HOST)
+    apply_all(store, [[
+        ("put", "templates", {"id": CIDS[1], "name": "t", "created_utc": "x"}, None, None),
+        ("put", "template_versions", {"id": RIDS[3], "template_id": CIDS[1], "hlc": edited_at,
+                                      "prompt": "p", "created_utc": "x"}, None, None),
+    ]])
+    with store.write() as conn:
+        assert hlc.tick(conn) > edited_at
+
+
 def test_attachments_go_when_nothing_references_them() -> None:
     store = new_store()
     apply_all(store, [put_response(0), put_response(2)])  # both use attachment a

@@ -149,6 +149,26 @@ def test_copied_database_stops_with_fork_error_and_recovers(tmp_path: Path) -> N
     assert prompts == {"before copy", "a after copy", "b after copy"}
 
 
+def test_a_copy_that_only_reads_is_told_of_the_fork(tmp_path: Path) -> None:
+    """Pull skips our own host's log; a twin's new changesets must not be skipped silently."""
+    url = f"file://{tmp_path}/remote"
+    a, _ = machine(url, tmp_path / "a.db")
+    log(a, "before copy")
+    sync.sync(a)
+    a.close()
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    log(a, "a after copy")
+    sync.sync(a)
+    with pytest.raises(ForkDetected, match="reset-host"):
+        sync.pull(b)
+    with pytest.raises(ForkDetected):
+        sync.sync(b)
+    sync.reset_host(b)
+    sync.sync(b)
+    assert {r.prompt for r in b.list_responses(count=0)} == {"before copy", "a after copy"}
+
+
 def test_fork_is_caught_by_the_create_only_write(tmp_path: Path) -> None:
     """Even when the head does not show it yet, the log write refuses to replace."""
     url = f"file://{tmp_path}/remote"
@@ -322,6 +342,12 @@ BAD_LINES = {
     "sql in table name": {"op": "put", "table": "responses(id) VALUES ('x');--", "row": {"id": RID}},
     "unknown column": {"op": "put", "table": "responses", "row": {"id": RID, "nope": 1}},
     "path in key": {"op": "del", "table": "responses", "key": "../../etc", "hlc": "x"},
+    "missing not-null column": {"op": "put", "table": "responses", "row": {"id": RID}},
+    "wrong type": {"op": "put", "table": "responses", "row": {
+        "id": RID, "conversation_id": RID, "model": "m", "datetime_utc": "2026-01-01T00:00:00.000000Z",
+        "input_tokens": "lots"}},
+    "hlc far in the future": {"op": "del", "table": "responses", "key": RID,
+                              "hlc": "9999999999999.0000." + "01h" + "0" * 23},
 }
 
 

@@ -1,5 +1,6 @@
 import shutil
 import sqlite3
+import time
 
 import pytest
 from helpers import assert_one_line_error, dump
@@ -96,8 +97,9 @@ def test_merge_advances_the_clock_past_what_it_saw(tmp_path):
     a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
     rid = b.log(Response(model="m", prompt="x"))
     cid = b.get_response(rid).conversation_id
-    with b.write() as conn:  # b's clock runs far ahead of a's wall clock
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'hlc'", ["9999999999999.0000." + b.host_id])
+    ahead = time.time_ns() // 1_000_000 + 3_600_000
+    with b.write() as conn:  # b's clock runs an hour ahead of a's wall clock
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('hlc', ?)", [f"{ahead:013d}.0000.{b.host_id}"])
     b.rename_conversation(cid, "future name")
     merge_database(a, b.path)
     a.rename_conversation(cid, "edited after seeing it")
@@ -282,3 +284,15 @@ def test_a_deleted_conversation_takes_responses_added_elsewhere_along(tmp_path):
     merge_database(b, a.path)
     for s in (a, b):
         assert s.list_responses(count=0) == [] and not s.conversation_exists(cid)
+
+
+def test_merge_refuses_a_clock_far_in_the_future(tmp_path):
+    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    rid = b.log(Response(model="m", prompt="x"))
+    with b.write() as conn:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('hlc', ?)", ["9999999999999.0000." + b.host_id])
+    b.rename_conversation(b.get_response(rid).conversation_id, "from 2286")
+    before = canonical(a)
+    with pytest.raises(DatabaseError, match="future"):
+        merge_database(a, b.path)
+    assert canonical(a) == before

@@ -253,3 +253,11 @@ def test_a_response_id_cannot_be_logged_twice(fresh_store):
     with pytest.raises(BadInput, match=rid):
         fresh_store.log_many([Response(model="m", prompt="fresh"), Response(model="m", prompt="again", id=rid)])
     assert fresh_store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 1
+
+
+def test_a_deleted_response_id_cannot_be_logged_again(fresh_store):
+    rid = fresh_store.log(Response(model="m", prompt="once"))
+    fresh_store.delete([rid])
+    with pytest.raises(BadInput, match="deleted"):
+        fresh_store.log(Response(model="m", prompt="back again", id=rid))
+    assert fresh_store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 0

@@ -50,6 +50,9 @@ def test_remote_add_list_remove(run: Any, tmp_path: Path, isolated_home: Path) -
         (["remote", "add", "origin", "file:///no/such/parent/dir"], 2),
         (["remote", "add", "origin", "file:///tmp", "--region", "x"], 2),
         (["remote", "add", "o", "s3://bucket-name", "--endpoint-url", "ftp://x"], 2),
+        (["remote", "add", "o", "s3://bucket-name", "--endpoint-url", "http://[::1"], 2),
+        (["remote", "add", "o", "s3://bucket-name", "--endpoint-url", "http://host:notaport"], 2),
+        (["remote", "add", "o", "s3://bucket-name", "--region", "us east 1"], 2),
         (["remote", "remove", "nope"], 3),
         (["remote", "status", "nope"], 3),
         (["push"], 3),
@@ -147,3 +150,13 @@ def test_progress_bar_only_on_a_terminal(run: Any, tmp_path: Path, monkeypatch: 
     pushed = run("push")
     assert pushed.code == 0 and "rich.progress" in sys.modules
     assert pushed.out.startswith("Pushed 1 changeset") and len(pushed.out.splitlines()) == 1, "the bar is on stderr"
+
+
+def test_a_malformed_endpoint_in_the_environment_is_one_error_line(run: Any, monkeypatch: Any) -> None:
+    assert run("remote", "add", "cloud", "s3://my-bucket/x").code == 0
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "not a url")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    result = run("sync")
+    one_error(result, 7)
+    assert "not a url" in result.err
