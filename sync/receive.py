@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from localfirst.errors import CorruptObject, RemoteError
 
@@ -24,10 +26,16 @@ from .session import Chain, Session, check_own_head, host_of_head, log_key
 __all__ = ["pull_session", "Pulled"]
 
 
-def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[tuple[int, str, bytes]]:
-    """The changesets after ``chain`` up to ``head``, checked against the hash chain."""
+def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str],
+           spool: Path) -> list[tuple[int, str, Path]]:
+    """The changesets after ``chain`` up to ``head``, checked against the hash chain.
+
+    None can be applied before the whole chain up to the head checks out, so
+    each is kept in a file under ``spool`` meanwhile, not in memory: a new
+    machine may be pulling a long history with large attachments.
+    """
     seq, head_sha = head
-    out: list[tuple[int, str, bytes]] = []
+    out: list[tuple[int, str, Path]] = []
     prev = chain.sha256
     store = s.store_id()
     for q in range(chain.seq + 1, seq + 1):
@@ -39,7 +47,9 @@ def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[t
         if header.prev != prev:
             raise CorruptObject(f"{key} breaks the hash chain of host {host}: it was altered or replaced")
         prev = sha256(body)
-        out.append((q, prev, body))
+        path = spool / f"{q:012d}"
+        path.write_bytes(body)
+        out.append((q, prev, path))
     if prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {seq}): one was altered or replaced"
@@ -47,9 +57,12 @@ def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str]) -> list[t
     return out
 
 
-def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, bytes], chain: Chain) -> int:
+def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, Path], chain: Chain) -> int:
     """Apply one changeset and record it, in one transaction; returns its row count."""
-    q, _, body = item
+    q, sha, path = item
+    body = path.read_bytes()
+    if sha256(body) != sha:
+        raise CorruptObject(f"the spooled copy of {log_key(host, q)} changed on disk; nothing of it was applied")
     _, ops = decode(body, schema, where=log_key(host, q))
     with s.store.write() as conn:
         with capture.guard(conn, "pull"):
@@ -107,15 +120,16 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled)
         raise CorruptObject(
             f"the head of host {host} went back from changeset {chain.seq} to {head[0]}, or was replaced"
         )
-    items = _fetch(s, host, chain, head)
-    if not items:
-        with s.store.write():
-            s.save_chain(host, Chain(chain.seq, chain.sha256, head[0], etag))
-        return
-    result.hosts += 1
-    for i, item in enumerate(items):
-        last = i == len(items) - 1
-        chain = Chain(item[0], item[1], head[0] if last else chain.head_seq, etag if last else chain.head_etag)
-        result.rows += _apply(s, schema, host, item, chain)
-        result.changesets += 1
-        s.tick(result.changesets, result.changesets + len(items) - i - 1)
+    with tempfile.TemporaryDirectory(prefix="localfirst-pull-") as spool:
+        items = _fetch(s, host, chain, head, Path(spool))
+        if not items:
+            with s.store.write():
+                s.save_chain(host, Chain(chain.seq, chain.sha256, head[0], etag))
+            return
+        result.hosts += 1
+        for i, item in enumerate(items):
+            last = i == len(items) - 1
+            chain = Chain(item[0], item[1], head[0] if last else chain.head_seq, etag if last else chain.head_etag)
+            result.rows += _apply(s, schema, host, item, chain)
+            result.changesets += 1
+            s.tick(result.changesets, result.changesets + len(items) - i - 1)
