@@ -6,7 +6,6 @@ import gzip
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,6 @@ from sync import send as push_module
 from sync.changeset import Header, encode, sha256
 from sync.remotes import Remote, RemoteConfig, open_remote
 from sync.session import head_key, log_key
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from moto import mock_aws
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        import boto3
-
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="bucket")
-        yield
 
 
 @pytest.fixture(params=["folder", "s3"])
