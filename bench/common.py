@@ -68,6 +68,22 @@ def sample_responses(n: int, *, conversations: int = 0, seed: str = "") -> list[
     return out
 
 
+def prose_responses(n: int, *, seed: int = 7) -> list[Response]:
+    """Text closer to real prose for the full-text index: 20 and 60 words per
+    prompt and response, drawn from a 20,000-word vocabulary with Zipf's law."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+             for _ in range(20_000)]
+    weights = [1 / (i + 1) for i in range(len(vocab))]
+
+    def words(k: int) -> str:
+        return " ".join(rng.choices(vocab, weights, k=k))
+
+    return [Response(model="bench-model", prompt=words(20), response=words(60)) for _ in range(n)]
+
+
 def python() -> str:
     return sys.executable
 

@@ -66,7 +66,11 @@ def bytes_per_push(root: Path, *, target_mb: int) -> tuple[int, int]:
 
 
 def pull_rate(root: Path, *, n: int, mixed: bool = False) -> tuple[float, float]:
-    """(responses/s pulled and applied, responses/s of a plain INSERT of the same rows).
+    """(responses/s pulled and applied, responses/s of SQLite copying the same rows).
+
+    The baseline is SQLite's own ``INSERT ... SELECT`` of the same rows from
+    the writer's file into an empty store: the same indexes and full-text
+    index, none of the fetching, decoding and checking.
 
     By default every response carries a 200-character text part beside its
     text; ``mixed`` is the workload of the other benchmarks instead (one
@@ -88,15 +92,13 @@ def pull_rate(root: Path, *, n: int, mixed: bool = False) -> tuple[float, float]
     pulled = time.perf_counter() - start
     assert reader.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == n, result
     baseline = Store.open(root / f"baseline-{tag}.db")
-    rows = {
-        t: writer.conn.execute(f"SELECT * FROM {t}").fetchall()
-        for t in ("conversations", "responses", "parts")
-    }
+    writer.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    baseline.conn.execute("ATTACH DATABASE ? AS src", [str(root / f"writer-{tag}.db")])
     start = time.perf_counter()
     with baseline.write() as conn:
-        for table, data in rows.items():
-            marks = ", ".join("?" * len(data[0]))
-            conn.executemany(f"INSERT INTO {table} VALUES ({marks})", data)
+        for table in ("conversations", "responses", "parts"):
+            cols = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})") if r[1] != "rowid")
+            conn.execute(f"INSERT INTO main.{table} ({cols}) SELECT {cols} FROM src.{table}")
     plain = time.perf_counter() - start
     for s in (writer, reader, baseline):
         s.close()
@@ -151,9 +153,10 @@ def main() -> None:
         ("push of 10 new responses: bytes uploaded", f"{sent:,}", f"copy the db file: {size:,}",
          f"1/{size // max(sent, 1):,}", "<= 1/10,000"),
         ("pull + apply: responses/s, each with a text part", f"{rate:,.0f}",
-         f"plain INSERT in one transaction: {plain:,.0f}", f"{rate / plain:.2f}x", ">= 20,000/s"),
+         f"INSERT ... SELECT of the same rows: {plain:,.0f}", f"{rate / plain:.2f}x", ">= 20,000/s"),
         ("pull + apply: responses/s, tool calls on 1 in 10", f"{mixed_rate:,.0f}",
-         f"plain INSERT in one transaction: {mixed_plain:,.0f}", f"{mixed_rate / mixed_plain:.2f}x", ">= 20,000/s"),
+         f"INSERT ... SELECT of the same rows: {mixed_plain:,.0f}", f"{mixed_rate / mixed_plain:.2f}x",
+         ">= 20,000/s"),
         ("`localfirst sync`, nothing new, local moto: ms", f"{wall:.0f}", f"`logs list -n 1`: {startup:.0f}",
          f"{wall / startup:.1f}x", "<= 400 ms"),
     ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import migrations
 from .errors import DatabaseError, NotADatabase, SchemaTooNew
 
-__all__ = ["connect", "open_database", "check_schema", "translate"]
+__all__ = ["connect", "open_database", "check_schema", "translate", "insert_rows"]
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -121,3 +123,31 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
             raise
     except sqlite3.Error as exc:
         raise translate(exc, path) from exc
+
+
+def insert_rows(
+    conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = ""
+) -> int:
+    """Run ``head SELECT ... tail`` once for all ``rows``; returns the rows it changed.
+
+    ``head`` is an ``INSERT ... INTO table (columns)`` naming ``width``
+    columns, ``tail`` an optional ``ON CONFLICT`` clause. The rows go through
+    a staging table so that one statement writes them all: FTS5 flushes its
+    pending index after every statement, so an ``executemany`` of one-row
+    INSERTs into a table with a full-text trigger costs about three times as
+    much as the same rows in one statement.
+    """
+    if not rows:
+        return 0
+    if len(rows) == 1:
+        marks = ", ".join("?" * width)
+        return conn.execute(f"{head} VALUES ({marks}) {tail}", rows[0]).rowcount
+    cols = ", ".join(f"c{i}" for i in range(width))
+    stage = f"_stage_{width}"
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({cols})")
+    conn.executemany(f"INSERT INTO temp.{stage} VALUES ({', '.join('?' * width)})", rows)
+    try:
+        # "WHERE true" keeps an ON CONFLICT tail from parsing as a join.
+        return conn.execute(f"{head} SELECT {cols} FROM temp.{stage} WHERE true ORDER BY rowid {tail}").rowcount
+    finally:
+        conn.execute(f"DELETE FROM temp.{stage}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import hlc, ids
-from .db import check_schema, migrate, open_database, translate
+from .db import check_schema, insert_rows, migrate, open_database, translate
 from .errors import BadInput, NotFound
 from .records import Attachment, Part, Response
 from .timeutil import now_utc
@@ -39,10 +39,7 @@ _SELECT_RESPONSE = (
     "SELECT " + ", ".join(f"r.{c}" for c in RESPONSE_COLUMNS) + ", c.name "
     "FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
 )
-_INSERT_RESPONSE = (
-    f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(RESPONSE_COLUMNS))})"
-)
+_INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})"
 _INSERT_PART = (
     f"INSERT INTO parts ({', '.join(PART_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
@@ -230,7 +227,7 @@ class Store:
                 if conn.execute("SELECT 1 FROM tombstones WHERE tbl = 'responses' AND key = ?", [rid]).fetchone():
                     raise BadInput(f"response {rid} was deleted; a deleted id is never used again")
             try:
-                conn.executemany(_INSERT_RESPONSE, rows)
+                insert_rows(conn, _INSERT_RESPONSE_HEAD, rows, width=len(RESPONSE_COLUMNS))
             except sqlite3.IntegrityError as exc:
                 raise BadInput("the same response id appears twice in one batch") from exc
             conn.executemany(_INSERT_PART, parts)

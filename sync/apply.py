@@ -24,6 +24,7 @@ from operator import itemgetter
 from typing import Any
 
 from localfirst import hlc
+from localfirst.db import insert_rows
 
 from .changeset import Op
 from .tables import BY_NAME, TABLES, SyncedTable
@@ -39,11 +40,11 @@ def _children(parent: str) -> list[SyncedTable]:
     return [t for t in TABLES if t.parent and t.parent[0] == parent]
 
 
-def _insert_sql(table: SyncedTable, cols: tuple[str, ...]) -> str:
-    marks = ", ".join("?" * len(cols))
+def _insert_sql(table: SyncedTable, cols: tuple[str, ...]) -> tuple[str, str]:
+    """The head and the ON CONFLICT tail of the statement that inserts rows of ``cols``."""
     names = ", ".join(cols)
     if not table.mutable:
-        return f"INSERT OR IGNORE INTO {table.name} ({names}) VALUES ({marks})"
+        return f"INSERT OR IGNORE INTO {table.name} ({names})", ""
     sets = []
     for col, stamp in table.mutable.items():
         # Every right-hand side reads the old row, so the CASE sees the old stamp.
@@ -54,10 +55,7 @@ def _insert_sql(table: SyncedTable, cols: tuple[str, ...]) -> str:
         sets.append(f"{col} = CASE WHEN {newer} THEN excluded.{col} ELSE {col} END")
         sets.append(f"{stamp} = max({stamp}, excluded.{stamp})")
     target = ", ".join(table.key)
-    return (
-        f"INSERT INTO {table.name} ({names}) VALUES ({marks}) "
-        f"ON CONFLICT ({target}) DO UPDATE SET {', '.join(sets)}"
-    )
+    return f"INSERT INTO {table.name} ({names})", f"ON CONFLICT ({target}) DO UPDATE SET {', '.join(sets)}"
 
 
 def _among(conn: sqlite3.Connection, sql: str, values: set[Any], *params: Any) -> set[Any]:
@@ -133,7 +131,9 @@ def apply_ops(conn: sqlite3.Connection, ops: list[Op], *, tables: frozenset[str]
             for ref, target in table.carries.items():
                 if row.get(ref) is not None:
                     collected[target].add(row[ref])
-        conn.executemany(_insert_sql(table, cols), params)
+        head, tail = _insert_sql(table, cols)
+        # One statement for all rows: the full-text index takes them as one batch.
+        insert_rows(conn, head, params, width=len(cols), tail=tail)
     for target, found in collected.items():
         if not BY_NAME[target].collected:
             continue

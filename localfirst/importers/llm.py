@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..db import translate
+from ..db import insert_rows, translate
 from ..store import PART_COLUMNS, RESPONSE_COLUMNS, Store, conversation_name
 from .llm_legacy import legacy_ids, read_legacy
 from .llm_messages import read_messages, turn_ids
@@ -30,10 +30,7 @@ __all__ = ["ImportReport", "import_llm", "import_llm_templates"]
 
 Progress = Callable[[int, int], None]
 _BATCH = 1000
-_INSERT_RESPONSE = (
-    f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(RESPONSE_COLUMNS))})"
-)
+_INSERT_RESPONSES = f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)})"
 _INSERT_PART = (
     f"INSERT OR IGNORE INTO parts ({', '.join(PART_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
@@ -169,8 +166,8 @@ def _write(store: Store, threads: dict[str, Thread], turns: list[Turn], atts: At
         ).rowcount
         for start in range(0, total, _BATCH):
             batch = turns[start:start + _BATCH]
-            report.imported += conn.executemany(
-                _INSERT_RESPONSE, [tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in batch]).rowcount
+            report.imported += insert_rows(conn, _INSERT_RESPONSES, [
+                tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in batch], width=len(RESPONSE_COLUMNS))
             conn.executemany(_INSERT_PART, [
                 (t.values["id"], ordinal, *part) for t in batch for ordinal, part in enumerate(t.parts)])
             if progress is not None:
