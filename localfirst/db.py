@@ -87,7 +87,7 @@ def check_schema(conn: sqlite3.Connection, path: str) -> list[str]:
 
 
 def open_database(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open (and, when needed, create and migrate) the database at ``path``."""
+    """Open (creating when allowed) the database file at ``path``; ``Store`` checks and migrates it."""
     target = str(path)
     p = Path(target)
     if target != ":memory:":
@@ -97,13 +97,10 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite3.Connectio
             raise DatabaseError(f"no database at {target}")
     conn = connect(target)
     try:
-        pending = check_schema(conn, target)
-        if pending:
-            migrate(conn, target)
         conn.execute("PRAGMA synchronous = NORMAL")
-    except BaseException:
+    except sqlite3.Error as exc:
         conn.close()
-        raise
+        raise translate(exc, target) from exc
     return conn
 
 

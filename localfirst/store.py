@@ -122,7 +122,12 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path, *, create: bool = True) -> Store:
-        return cls(open_database(path, create=create), path=str(path))
+        conn = open_database(path, create=create)
+        try:
+            return cls(conn, path=str(path))
+        except BaseException:
+            conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()

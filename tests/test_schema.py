@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from localfirst import migrations
-from localfirst.db import connect, open_database
+from localfirst.db import connect
 from localfirst.errors import SchemaTooNew
 from localfirst.store import Store
 
@@ -48,8 +48,8 @@ def test_upgrade_from_every_older_schema_matches_a_fresh_one(tmp_path):
         migrations.apply(old, stop_before=stop)
         old.execute("COMMIT")
         old.close()
-        upgraded = open_database(path)
-        assert schema_sql(upgraded) == expected
+        upgraded = Store.open(path)
+        assert schema_sql(upgraded.conn) == expected
         upgraded.close()
 
 
