@@ -110,7 +110,8 @@ def test_applied_rows_are_not_pushed_back(tmp_path: Path) -> None:
     assert dump(a) == dump(b)
 
 
-def test_copied_database_stops_with_fork_error_and_recovers(tmp_path: Path) -> None:
+def copied_pair(tmp_path: Path) -> tuple[Store, Store]:
+    """a has synced once; b is a copy of a's database file, host id and all."""
     url = f"file://{tmp_path}/remote"
     a, _ = machine(url, tmp_path / "a.db")
     log(a, "before copy")
@@ -118,6 +119,11 @@ def test_copied_database_stops_with_fork_error_and_recovers(tmp_path: Path) -> N
     a.close()
     shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
     a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    return a, b
+
+
+def test_copied_database_stops_with_fork_error_and_recovers(tmp_path: Path) -> None:
+    a, b = copied_pair(tmp_path)
     log(a, "a after copy")
     log(b, "b after copy")
     sync.sync(a)
@@ -137,13 +143,7 @@ def test_copied_database_stops_with_fork_error_and_recovers(tmp_path: Path) -> N
 
 def test_a_copy_that_only_reads_is_told_of_the_fork(tmp_path: Path) -> None:
     """Pull skips our own host's log; a twin's new changesets must not be skipped silently."""
-    url = f"file://{tmp_path}/remote"
-    a, _ = machine(url, tmp_path / "a.db")
-    log(a, "before copy")
-    sync.sync(a)
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    a, b = copied_pair(tmp_path)
     log(a, "a after copy")
     sync.sync(a)
     with pytest.raises(ForkDetected, match="reset-host"):
@@ -157,13 +157,7 @@ def test_a_copy_that_only_reads_is_told_of_the_fork(tmp_path: Path) -> None:
 
 def test_fork_is_caught_by_the_create_only_write(tmp_path: Path) -> None:
     """Even when the head does not show it yet, the log write refuses to replace."""
-    url = f"file://{tmp_path}/remote"
-    a, _ = machine(url, tmp_path / "a.db")
-    log(a, "before copy")
-    sync.sync(a)
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    a, b = copied_pair(tmp_path)
     log(a, "a")
     log(b, "b")
     crashing = CrashingRemote(open_remote(sync.get_remote(a)), at=3, after=False)  # list, put log, [put head]

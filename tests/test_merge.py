@@ -29,6 +29,13 @@ def new_store(path) -> Store:
     return Store.open(path)
 
 
+def copy_of(store: Store, target) -> tuple[Store, Store]:
+    """Close ``store``, copy its file to ``target``; both opened again."""
+    store.close()
+    shutil.copy(store.path, target)
+    return Store.open(store.path), Store.open(target)
+
+
 def test_merge_adds_rows_and_is_idempotent(tmp_path):
     a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
     a.log(Response(model="m", prompt="from a", response="alpha"))
@@ -71,9 +78,8 @@ def test_merge_is_commutative_with_renames_and_deletes(tmp_path):
 def test_a_deleted_row_never_comes_back_from_an_older_copy(tmp_path):
     a = new_store(tmp_path / "a.db")
     rid = a.log(Response(model="m", prompt="regrettable"))
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "old.db")
-    a = Store.open(tmp_path / "a.db")
+    a, old = copy_of(a, tmp_path / "old.db")
+    old.close()
     a.delete([rid])
     result = merge_database(a, tmp_path / "old.db")
     assert result.added["responses"] == 0
@@ -83,10 +89,7 @@ def test_a_deleted_row_never_comes_back_from_an_older_copy(tmp_path):
 def test_merged_tombstones_delete_here(tmp_path):
     a = new_store(tmp_path / "a.db")
     rid = a.log(Response(model="m", prompt="to be deleted elsewhere"))
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    a = Store.open(tmp_path / "a.db")
-    b = Store.open(tmp_path / "b.db")
+    a, b = copy_of(a, tmp_path / "b.db")
     b.delete([rid])
     result = merge_database(a, b.path)
     assert result.deleted >= 1
@@ -244,13 +247,10 @@ def test_attachments_of_deleted_responses_do_not_come_back(tmp_path):
     a = new_store(tmp_path / "a.db")
     rid = a.log(Response(model="m", prompt="see", parts=[
         Part(type="attachment", role="user", attachment=Attachment(b"SECRET BYTES", "text/plain"))]))
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    a = Store.open(tmp_path / "a.db")
+    a, b = copy_of(a, tmp_path / "b.db")
     a.delete([rid])
     merge_database(a, tmp_path / "b.db")
     assert a.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
-    b = Store.open(tmp_path / "b.db")
     merge_database(b, tmp_path / "a.db")
     assert b.conn.execute("SELECT count(*) FROM attachments").fetchone()[0] == 0
 
@@ -259,11 +259,8 @@ def test_a_conversation_continued_elsewhere_survives_deleting_its_last_response(
     a = new_store(tmp_path / "a.db")
     first = a.log(Response(model="m", prompt="one"))
     cid = a.get_response(first).conversation_id
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    b = Store.open(tmp_path / "b.db")
+    a, b = copy_of(a, tmp_path / "b.db")
     second = b.log(Response(model="m", prompt="two", conversation_id=cid))
-    a = Store.open(tmp_path / "a.db")
     a.delete([first])
     merge_database(a, b.path)
     assert [r.id for r in a.history(cid)] == [second]
@@ -274,11 +271,8 @@ def test_a_deleted_conversation_takes_responses_added_elsewhere_along(tmp_path):
     a = new_store(tmp_path / "a.db")
     first = a.log(Response(model="m", prompt="one"))
     cid = a.get_response(first).conversation_id
-    a.close()
-    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
-    b = Store.open(tmp_path / "b.db")
+    a, b = copy_of(a, tmp_path / "b.db")
     b.log(Response(model="m", prompt="two", conversation_id=cid))
-    a = Store.open(tmp_path / "a.db")
     a.delete(a.select_for_delete(conversation_id=cid), conversation_id=cid)
     merge_database(a, b.path)
     merge_database(b, a.path)
