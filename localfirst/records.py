@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import BadInput
 
-__all__ = ["Attachment", "Part", "Response", "PART_TYPES", "ROLES", "check_extras"]
+__all__ = ["Attachment", "Part", "Response", "PART_TYPES", "ROLES", "check_extras", "url_attachment_id"]
 
 PART_TYPES = ("text", "reasoning", "tool_call", "tool_result", "attachment")
 # "user": sent with the prompt (tool results, attachments); "assistant": returned.
@@ -73,11 +73,11 @@ class Attachment:
                 raise BadInput(f"{where}: cannot read {path}: {exc.strerror}") from exc
             return cls(content, mime or _guess_mime(path), str(path), data.get("url"))
         if data.get("url"):
-            return cls(None, mime, None, str(data["url"]), id=_url_id(str(data["url"])))
+            return cls(None, mime, None, str(data["url"]), id=url_attachment_id(str(data["url"])))
         raise BadInput(f"{where} needs content_base64, path or url")
 
 
-def _url_id(url: str) -> str:
+def url_attachment_id(url: str) -> str:
     import hashlib
 
     # An attachment known only by URL is keyed by the hash of the URL itself.

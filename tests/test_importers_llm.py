@@ -29,7 +29,7 @@ from llm_dbs import (
 )
 
 from localfirst.importers import import_llm
-from localfirst.records import _url_id
+from localfirst.records import url_attachment_id
 from localfirst.store import Store
 
 needs_llm = pytest.mark.skipif(not HAVE_LLM, reason=NO_LLM)
@@ -87,7 +87,7 @@ def test_current_schema_written_by_llm(fresh_store: Store, current_db: Path) -> 
     assert att.id == hashlib.sha256(PNG).hexdigest() and att.mime_type == "image/png"
     assert fresh_store.attachment_content(att.id) == PNG
     [url] = [p.attachment for p in got["with url"].parts if p.type == "attachment"]
-    assert url.id == _url_id(URL) and url.url == URL and fresh_store.attachment_content(url.id) is None
+    assert url.id == url_attachment_id(URL) and url.url == URL and fresh_store.attachment_content(url.id) is None
     # Fragments are expanded into the logged prompt and system prompt.
     frag = got["fragment content here\nwith fragment"]
     assert frag.system == "fragment content here"
@@ -120,7 +120,7 @@ def test_legacy_schema(fresh_store: Store, legacy_db: Path) -> None:
     r2 = fresh_store.get_response(R2)
     assert r2.conversation_id == CID and r2.options is None
     assert [(p.type, p.role, p.attachment.id) for p in r2.parts] == [
-        ("attachment", "user", IMG_ID), ("attachment", "user", _url_id(URL))]
+        ("attachment", "user", IMG_ID), ("attachment", "user", url_attachment_id(URL))]
     assert fresh_store.attachment_content(IMG_ID) == PNG
     r3, r4 = fresh_store.get_response(R3), fresh_store.get_response(R4)
     assert [(p.type, p.tool_name, p.tool_call_id, p.arguments) for p in r3.parts] == [

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import ids
-from ..records import _url_id
+from ..records import url_attachment_id
 from ..timeutil import normalise
 
 __all__ = ["Turn", "Thread", "Problem", "Attachments", "json_text", "utc", "dumps"]
@@ -118,7 +118,7 @@ class Attachments:
             else:
                 key = hashlib.sha256(("path:" + path).encode()).hexdigest()
         elif url:
-            key = _url_id(url)
+            key = url_attachment_id(url)
         else:
             raise Problem(f"attachment {llm_id} has no content, path or url")
         if content is not None:
