@@ -26,6 +26,7 @@ class Reply:
     delay: float = 0.0
     expect: list[dict[str, Any]] | None = None  # the exact messages this request must carry
     wait: float = 0.0  # before answering at all
+    reason: str | None = None  # the status line's phrase; None: the standard one
 
 
 @dataclass
@@ -120,7 +121,7 @@ class ChatServer:
                     reply = Reply(status=400, content_type="application/json", pieces=[json.dumps(
                         {"error": {"message": f"history mismatch: got {data.get('messages')!r}"}}).encode()])
                 time.sleep(reply.wait)
-                self.send_response(reply.status)
+                self.send_response(reply.status, reply.reason)
                 self.send_header("Content-Type", reply.content_type)
                 self.end_headers()
                 try:

@@ -31,7 +31,7 @@ from helpers import db_state
 from localfirst import paths
 from localfirst.models import PromptRequest
 from localfirst.models.config import ModelConfig
-from localfirst.models.openai import OpenAIChatModel
+from localfirst.models.openai import OpenAIChatModel, Redactor
 from localfirst.prompting import run_prompt
 from localfirst.store import Store
 
@@ -472,6 +472,140 @@ def test_the_key_never_reaches_the_database_output_or_tracebacks(server, srv, ru
         run_prompt(lambda: store, "hi", model=srv, on_text=broken)
     assert KEY not in "".join(traceback.format_exception(caught.value))
     store.close()
+
+
+BEARER = f"Bearer {KEY}"
+
+
+def assert_no_piece_of_the_key(*where: str | bytes) -> None:
+    """No 8 characters in a row of KEY appear anywhere in ``where``."""
+    pieces = {KEY[i:i + 8] for i in range(len(KEY) - 7)}
+    for text in where:
+        raw = text if isinstance(text, bytes) else text.encode()
+        assert not [p for p in pieces if p.encode() in raw], text
+
+
+@pytest.mark.parametrize("echo", [KEY, BEARER, f"Authorization: {BEARER}", KEY[:20]])
+@pytest.mark.parametrize("lead", [0, 30, 60, 75, 79])
+def test_a_chunk_that_is_not_json_shows_no_piece_of_the_key(server, srv, run, seeded, echo, lead):
+    # The error quotes the first 80 characters: `lead` places the echo across that cut.
+    quoted = "x" * lead + echo + " and more"
+    server.script(Reply(pieces=[event(chunk("a")), b"data: " + quoted.encode() + b"\n\n", b"data: [DONE]\n\n"]))
+    r = run("prompt", "-m", srv, "hello")
+    assert_one_error(r, "not JSON", "x" * lead)
+    assert_no_piece_of_the_key(r.out, r.err, _all_db_bytes())
+    assert db_state() == seeded
+
+
+def test_redacting_before_cutting_leaves_no_piece_of_the_key_at_any_cut():
+    redactor = Redactor(KEY)
+    for echo in (KEY, BEARER, KEY[:8], KEY[:20] + "…"):
+        for lead in range(0, 40):
+            text = "x" * lead + echo + " tail " + KEY
+            for limit in range(1, len(text) + 2):
+                assert_no_piece_of_the_key(redactor.text(text, limit=limit))
+    assert redactor.text(f"{BEARER}, {KEY[:7]}") == f"Bearer [redacted key], {KEY[:7]}"
+
+
+def test_a_short_placeholder_key_is_not_a_secret():
+    # "ollama", "EMPTY", "none": what local servers are given; answers keep these words.
+    assert Redactor("none", "EMPTY").text("none of it is EMPTY") == "none of it is EMPTY"
+    assert Redactor(None, "").value({"a": ["b"]}) == {"a": ["b"]}
+
+
+def _echoing_stream() -> Reply:
+    first = chunk("Your key is ", model=f"served-{KEY}")
+    first |= {"id": f"chatcmpl-{KEY}", "system_fingerprint": BEARER}
+    split = [chunk(KEY[i:i + 3]) for i in range(0, len(KEY), 3)]  # a key spread over many deltas
+    call = {"index": 0, "id": f"call_{KEY}", "type": "function",
+            "function": {"name": "echo", "arguments": json.dumps({"auth": BEARER})}}
+    final = chunk(finish="stop") | {"debug": {"headers": {"Authorization": BEARER, KEY: "as a name"},
+                                              "cut": [KEY[:20]]}}
+    return sse(first, *split, chunk(". Bye", reasoning=f"they sent {BEARER}"), chunk(tool_calls=[call]),
+               final, usage_chunk(7, 3, echoed={"api_key": KEY}))
+
+
+def _echoing_body() -> Reply:
+    message = {"role": "assistant", "content": f"Your key is {KEY}. Bye", "reasoning_content": f"they sent {BEARER}",
+               "tool_calls": [{"id": f"call_{KEY}", "type": "function",
+                               "function": {"name": "echo", "arguments": json.dumps({"auth": BEARER})}}]}
+    return body({"id": f"chatcmpl-{KEY}", "model": f"served-{KEY}", "system_fingerprint": BEARER,
+                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": 7, "completion_tokens": 3, "echoed": {"api_key": KEY}},
+                 "debug": {"headers": {"Authorization": BEARER, KEY: "as a name"}, "cut": [KEY[:20]]}})
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_server_echoing_the_key_gets_none_of_it_stored_or_shown(server, srv, run, stream):
+    echo = _echoing_stream if stream else _echoing_body
+    server.script(echo(), echo())
+    r = run("prompt", "-m", srv, *([] if stream else ["--no-stream"]), f"is {KEY} right?")
+    assert r.code == 0, r.err
+    assert r.out == "Your key is [redacted key]. Bye\n"
+    # Once more with the store held open, so that the WAL file is there to read.
+    store = Store.open(paths.home() / "logs.db")
+    shown: list[str] = []
+    run_prompt(lambda: store, f"is {KEY} right?", model=srv, stream=stream, on_text=shown.append)
+    assert (paths.home() / "logs.db-wal").exists()
+    assert_no_piece_of_the_key(r.out, r.err, "".join(shown), _all_db_bytes())
+    store.close()
+    assert [s.headers["Authorization"] for s in server.seen] == [BEARER] * 2
+    assert server.seen[0].body["messages"][-1]["content"] == f"is {KEY} right?"
+    listed = run("logs", "list", "-n", "0", "--json").out
+    assert_no_piece_of_the_key(listed, _all_db_bytes())
+    for row in json.loads(listed):
+        assert row["response"] == "Your key is [redacted key]. Bye"
+        assert row["prompt"] == "is [redacted key] right?"
+        assert row["prompt_json"]["messages"] == [{"role": "user", "content": "is [redacted key] right?"}]
+        assert row["resolved_model"] == "served-[redacted key]"
+        assert row["extras"] == {"openai:id": "chatcmpl-[redacted key]",
+                                 "openai:system_fingerprint": "Bearer [redacted key]"}
+        assert row["reasoning"] == "they sent Bearer [redacted key]"
+        assert row["parts"][1]["tool_call_id"] == "call_[redacted key]"
+        assert row["parts"][1]["arguments"] == {"auth": "Bearer [redacted key]"}
+        assert row["token_details"] == {"echoed": {"api_key": "[redacted key]"}}
+        final = row["response_json"][0] if stream else row["response_json"]
+        assert final["debug"] == {"headers": {"Authorization": "Bearer [redacted key]", "[redacted key]": "as a name"},
+                                  "cut": ["[redacted key]"]}
+
+
+def test_an_authorization_header_set_by_hand_is_a_secret_too(server, run):
+    token = "tok-by-hand-0123456789abcdef"
+    run("models", "add", "h", "--base-url", server.base_url, "--model", "m", "--header", "authorization",
+        f"Bearer {token}")
+    server.script(body({"error": {"message": f"bad token {token}"}}, 401))
+    r = run("prompt", "-m", "h", "hi")
+    assert server.seen[0].headers["authorization"] == f"Bearer {token}"
+    assert_one_error(r, "bad token [redacted key]")
+
+
+@pytest.mark.parametrize(("reply", "status"), [
+    (body({"error": {"message": f"Incorrect API key provided: {KEY}"}}, 401), "401"),
+    (body({"error": {"message": "x" * 480 + f" {BEARER}"}}, 500), "500"),  # across the cut at 500
+    (body({"detail": {"headers": {"authorization": BEARER}, "cut": KEY[:20]}}, 401), "401"),
+    (Reply(status=500, pieces=[f"upstream said: {BEARER}".encode()], content_type="text/plain"), "500"),
+    (Reply(status=401, reason=f"Bad key {KEY}"), "401"),
+])
+@pytest.mark.parametrize("stream", [True, False])
+def test_error_statuses_quoting_the_key_show_no_piece_of_it(server, srv, run, seeded, reply, status, stream):
+    server.script(reply)
+    r = run("prompt", "-m", srv, *([] if stream else ["--no-stream"]), "hello")
+    assert_one_error(r, status)
+    assert_no_piece_of_the_key(r.out, r.err, _all_db_bytes())
+    assert db_state() == seeded
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(pieces=[event(chunk("a")), event({"error": {"message": f"bad key {KEY}"}})]),
+    Reply(pieces=[event(chunk("a")), b"event: error\ndata: " + BEARER.encode() + b"\n\n"]),
+    Reply(pieces=[b"oops"], content_type=f"text/{KEY}"),
+])
+def test_stream_errors_quoting_the_key_show_no_piece_of_it(server, srv, run, seeded, reply):
+    server.script(reply)
+    r = run("prompt", "-m", srv, "hello")
+    assert_one_error(r)
+    assert_no_piece_of_the_key(r.out, r.err, _all_db_bytes())
+    assert db_state() == seeded
 
 
 def test_key_from_the_keys_file(server, run):

@@ -6,15 +6,18 @@ lines only on CR and LF, so U+2028 inside JSON survives). A failed call raises
 logged half-way. Ctrl-C during a stream returns what arrived, marked with
 ``extras["localfirst:interrupted"]``.
 
-The API key goes into one request header and nowhere else: every message that
-could quote it (a server's error body, a transport error) passes through
-:meth:`OpenAIChatModel._redact`.
+The API key goes into one request header and nowhere else. A server may echo
+it anywhere, so a :class:`Redactor` takes it out of every message, of the text
+printed as it streams and of every string in the logged response.
 """
 
 from __future__ import annotations
 
 import json
+import os.path
+import re
 from collections.abc import Callable, Iterator
+from dataclasses import fields, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, Interrupted, ModelError
@@ -27,7 +30,7 @@ from .messages import build_messages
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["OpenAIChatModel", "CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT"]
+__all__ = ["OpenAIChatModel", "Redactor", "CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT"]
 
 CONNECT_TIMEOUT = 10.0
 # Local servers load the model on the first request, which can take minutes.
@@ -39,6 +42,76 @@ _HINTS = {
     404: "check --base-url and the model id",
     429: "rate limited or out of quota; try again later",
 }
+REDACTED = "[redacted key]"
+# A run this long that starts like a key is a piece of it (an echo cut short).
+# A "key" shorter than this is a placeholder such as "ollama" or "EMPTY" that
+# local servers ignore; redacting it would cut ordinary words out of answers.
+_PIECE = 8
+
+
+class Redactor:
+    """Takes secrets out of text, and out of every string in a value.
+
+    Any run of at least 8 characters that starts like a secret becomes
+    ``[redacted key]``: the whole key, the key after ``Bearer ``, or an echo
+    that a server or a cut left short. Redaction happens before any cut.
+    """
+
+    def __init__(self, *secrets: str | None) -> None:
+        self.secrets = sorted({s for s in secrets if s and len(s) >= _PIECE}, key=len, reverse=True)
+        heads = "|".join(re.escape(s[:_PIECE]) for s in self.secrets)
+        self._heads = re.compile(heads) if heads else None
+
+    def text(self, text: str, *, limit: int | None = None) -> str:
+        """``text`` redacted, then cut to ``limit`` characters."""
+        if self._heads is not None:
+            kept, pos = [], 0
+            while (found := self._heads.search(text, pos)) is not None:
+                start = found.start()
+                kept += [text[pos:start], REDACTED]
+                pos = start + max(len(os.path.commonprefix([text[start:start + len(s)], s])) for s in self.secrets)
+            text = "".join(kept) + text[pos:]
+        return text if limit is None else text[:limit]
+
+    def value(self, value: Any) -> Any:
+        """A copy of ``value`` with every string in it redacted (dict keys, lists, dataclass fields)."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if is_dataclass(value) and not isinstance(value, type):
+            return replace(value, **{f.name: self.value(getattr(value, f.name)) for f in fields(value) if f.init})
+        return value
+
+    def open_end(self, text: str) -> int:
+        """How many characters at the end of ``text`` could be the start of a secret."""
+        for size in range(min(len(text), len(self.secrets[0]) if self.secrets else 0), 0, -1):
+            if any(s.startswith(text[-size:]) for s in self.secrets):
+                return size
+        return 0
+
+
+class _LiveText:
+    """Passes streamed text on as it comes, redacted; holds back an end that may begin a key."""
+
+    def __init__(self, redactor: Redactor, on_text: Callable[[str], None]) -> None:
+        self.redactor, self.on_text, self.held = redactor, on_text, ""
+
+    def __call__(self, text: str) -> None:
+        text = self.held + text
+        ready = len(text) - self.redactor.open_end(text)
+        self.held = text[ready:]
+        if ready:
+            self.on_text(self.redactor.text(text[:ready]))
+
+    def flush(self) -> None:
+        text, self.held = self.held, ""
+        if text:
+            self.on_text(self.redactor.text(text))
 
 
 class OpenAIChatModel:
@@ -50,6 +123,7 @@ class OpenAIChatModel:
         self.transport = transport
         self.name = config.name
         self._key: str | None = None
+        self._redactor = Redactor()
 
     # -- building the request ------------------------------------------------
 
@@ -72,16 +146,14 @@ class OpenAIChatModel:
             headers["Authorization"] = f"Bearer {self._key}"
         return headers
 
-    def _redact(self, text: str) -> str:
-        if self._key and self._key in text:
-            text = text.replace(self._key, "[redacted key]")
-        return text
-
     # -- calling -------------------------------------------------------------
 
     def execute(self, request: PromptRequest, *, on_text: Callable[[str], None]) -> Response:
         """Send ``request``; stream text to ``on_text``; return the whole answer."""
         self._key = resolve_key(self.config)
+        # The key, and the credentials of an Authorization header set by hand.
+        auth = [v.rpartition(" ")[2] for k, v in self._headers().items() if k.lower() == "authorization"]
+        self._redactor = redact = Redactor(self._key, *auth)
         body, replayed = self._body(request)
         import httpx
 
@@ -89,6 +161,7 @@ class OpenAIChatModel:
         timeout = httpx.Timeout(read, connect=CONNECT_TIMEOUT)
         url = self.config.base_url + "/chat/completions"
         reader = ChatReader()
+        live = _LiveText(redact, on_text)
         interrupted = False
         try:
             # Loading the CA bundle costs ~70 ms; a plain-http server (a local
@@ -98,23 +171,27 @@ class OpenAIChatModel:
             with httpx.Client(timeout=timeout, verify=secure, follow_redirects=secure,
                               transport=self.transport) as client:
                 if request.stream:
-                    interrupted = self._stream(client, url, body, reader, on_text)
+                    interrupted = self._stream(client, url, body, reader, live)
                 else:
-                    self._single(client, url, body, reader, on_text)
+                    self._single(client, url, body, reader, live)
+        except ModelError as exc:
+            # Its message may quote what the server sent.
+            raise ModelError(redact.text(str(exc))) from None
         except httpx.TimeoutException as exc:
             what = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
             limit = CONNECT_TIMEOUT if what == "connect" else read
             hint = "" if what == "connect" else " (raise it with --timeout)"
             raise ModelError(f"{self._where()}: no {what} within {limit:g} s{hint}") from None
         except httpx.ConnectError as exc:
-            raise ModelError(f"{self._where()}: cannot connect: {self._redact(_reason(exc))}") from None
+            raise ModelError(f"{self._where()}: cannot connect: {redact.text(_reason(exc))}") from None
         except httpx.RemoteProtocolError as exc:
             raise ModelError(
-                f"{self._where()}: the connection broke mid-answer: {self._redact(_reason(exc))}") from None
+                f"{self._where()}: the connection broke mid-answer: {redact.text(_reason(exc))}") from None
         except httpx.TransportError as exc:
-            raise ModelError(f"{self._where()}: {self._redact(_reason(exc))}") from None
+            raise ModelError(f"{self._where()}: {redact.text(_reason(exc))}") from None
         except KeyboardInterrupt:
             raise Interrupted("interrupted before the model answered; nothing logged") from None
+        live.flush()
         response = reader.response(model=self.name)
         response.prompt, response.system = request.prompt, request.system
         response.options = dict(request.options) or None
@@ -123,7 +200,9 @@ class OpenAIChatModel:
         response.prompt_json = {**body, "messages": body["messages"][replayed:], "history_messages": replayed}
         if interrupted:
             response.extras = {**(response.extras or {}), "localfirst:interrupted": True}
-        return response
+        # Whole strings here: a key spread over many chunks is whole again.
+        redacted: Response = redact.value(response)
+        return redacted
 
     def _where(self) -> str:
         return f"model {self.name!r} at {self.config.base_url}"
@@ -140,7 +219,7 @@ class OpenAIChatModel:
             message = error_message(json.loads(text)) or text
         except ValueError:
             message = text
-        message = self._redact(" ".join(message.split()))[:500] or response.reason_phrase
+        message = self._redactor.text(" ".join(message.split()) or response.reason_phrase, limit=500)
         hint = _HINTS.get(response.status_code)
         raise ModelError(
             f"{self._where()} answered {response.status_code}: {message}" + (f" ({hint})" if hint else "")
@@ -198,7 +277,7 @@ class OpenAIChatModel:
                 if event.event in ("", "message"):
                     yield event.data
                 elif event.event == "error":
-                    raise ModelError(f"{self._where()} reported an error: {self._redact(event.data)[:500]}")
+                    raise ModelError(f"{self._where()} reported an error: {self._redactor.text(event.data, limit=500)}")
         except SSEError as exc:
             raise ModelError(f"{self._where()}: {exc}") from None
 
@@ -206,7 +285,7 @@ class OpenAIChatModel:
         try:
             return json.loads(data)
         except ValueError:
-            sample = self._redact(data[:80])
+            sample = self._redactor.text(data, limit=80)
             raise ModelError(f"{self._where()} sent a chunk that is not JSON: {sample!r}") from None
 
 
