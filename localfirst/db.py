@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,32 +35,38 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code (the low byte of the extended one); None for errors of Python's own."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
 def translate(exc: sqlite3.Error, path: str) -> DatabaseError:
-    """Turn an sqlite3 error on ``path`` into one of ours."""
-    text = str(exc)
-    if any(sign in text for sign in ("not a database", "malformed", "corrupt", "Could not decode")):
+    """Turn an sqlite3 error on ``path`` into one of ours, by its SQLite result code."""
+    code = _primary_code(exc)
+    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
         return NotADatabase(f"{path} is not an SQLite database, or it is corrupt")
-    if "unable to open" in text:
+    if code == sqlite3.SQLITE_CANTOPEN:
         parent = Path(path).parent
         if not parent.exists():
             return DatabaseError(f"cannot open {path}: directory {parent} does not exist")
         return DatabaseError(f"cannot open {path}: check that it and its directory are readable and writable")
-    if "readonly" in text or "read-only" in text:
+    if code == sqlite3.SQLITE_READONLY:
         return DatabaseError(f"cannot write to {path}: the file or its directory is read-only")
-    return DatabaseError(f"{path}: {text}")
+    return DatabaseError(f"{path}: {exc}")
 
 
 def _applied(conn: sqlite3.Connection) -> list[str] | None:
     """Applied migration names, or None when the file has no localfirst schema."""
-    try:
-        rows = conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
-            [migrations.MIGRATION_SET],
-        ).fetchall()
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise
+    known = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+    ).fetchone()
+    if known is None:
+        return None
+    rows = conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = ?",
+        [migrations.MIGRATION_SET],
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -86,8 +93,12 @@ def check_schema(conn: sqlite3.Connection, path: str) -> list[str]:
     return [n for n in known if n not in applied]
 
 
-def open_database(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open (creating when allowed) the database file at ``path``; ``Store`` checks and migrates it."""
+def open_database(path: str | Path, *, create: bool = True, for_reading: bool = False) -> sqlite3.Connection:
+    """Open (creating when allowed) the database file at ``path``; ``Store`` checks and migrates it.
+
+    ``for_reading``: the caller only reads, so a file this process cannot
+    write is opened read-only instead of failing.
+    """
     target = str(path)
     p = Path(target)
     if target != ":memory:":
@@ -95,13 +106,50 @@ def open_database(path: str | Path, *, create: bool = True) -> sqlite3.Connectio
             raise DatabaseError(f"cannot open {target}: directory {p.parent} does not exist")
         if not create and not p.exists():
             raise DatabaseError(f"no database at {target}")
-    conn = connect(target)
+    conn = _open_for_reading(p) if for_reading and target != ":memory:" and p.exists() else connect(target)
     try:
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as exc:
         conn.close()
         raise translate(exc, target) from exc
     return conn
+
+
+def _open_for_reading(p: Path) -> sqlite3.Connection:
+    """A connection that can read ``p`` whether or not this process may write it or its directory.
+
+    Reading a WAL database normally needs its -shm file, which SQLite creates
+    next to it; in a directory we cannot write, a file whose -wal is gone
+    (every committed page is in the main file) is opened as immutable.
+    """
+    target = str(p)
+    conn = connect(target)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        conn.close()
+        code = _primary_code(exc)
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) and _wal_pending(p):
+            raise DatabaseError(
+                f"cannot read {target}: its -wal file holds changes that can only be read with write access "
+                "to its directory (or after a process that has it opens the database once)"
+            ) from exc
+        if code != sqlite3.SQLITE_READONLY:
+            raise translate(exc, target) from exc
+        try:
+            conn = sqlite3.connect(p.resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as again:
+            raise translate(again, target) from again
+    return conn
+
+
+def _wal_pending(p: Path) -> bool:
+    """Whether ``p`` has a non-empty -wal file, whose pages an immutable reader would miss."""
+    try:
+        return os.path.getsize(str(p) + "-wal") > 0
+    except OSError:
+        return False
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:
@@ -119,7 +167,19 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
                 conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
+        if _primary_code(exc) == sqlite3.SQLITE_READONLY and _has_schema(conn):
+            raise DatabaseError(
+                f"{path} was written by an older version of localfirst and must be upgraded to be "
+                "used, but the file or its directory is read-only"
+            ) from exc
         raise translate(exc, path) from exc
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    try:
+        return _applied(conn) is not None
+    except sqlite3.Error:
+        return False
 
 
 def insert_rows(

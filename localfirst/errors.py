@@ -20,6 +20,9 @@ __all__ = [
     "RemoteError",
     "ForkDetected",
     "CorruptObject",
+    "ObjectTooLarge",
+    "FormatTooNew",
+    "ClockSkew",
 ]
 
 
@@ -96,3 +99,17 @@ class CorruptObject(RemoteError):
     """A changeset on the remote is damaged, tampered with or not ours."""
 
     exit_code = 9
+
+
+class ObjectTooLarge(CorruptObject):
+    """An object is larger than the reader accepts: refused before it is read whole."""
+
+
+class FormatTooNew(RemoteError):
+    """The remote holds data of a newer sync format than this version reads."""
+
+
+class ClockSkew(RemoteError):
+    """This machine's clock disagrees with the remote's by more than sync allows."""
+
+    exit_code = 10

@@ -30,15 +30,23 @@ def home() -> Path:
     return Path(base) / APP
 
 
-def ensure_home() -> Path:
-    """The home directory, created when missing; a clear error when it cannot be."""
+def ensure_home(*, create: bool = True) -> Path:
+    """The home directory, created when missing; a clear error when it cannot be.
+
+    ``create=False`` (commands that only read) leaves a missing home missing
+    and still refuses something that is not a directory in its place.
+    """
     from .errors import ConfigError
 
     path = home()
+    if not create:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"the home directory {path} is not a directory")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the home directory {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot create the home directory {path}: {exc.strerror}") from exc
     if not path.is_dir():
         raise ConfigError(f"the home directory {path} is not a directory")
     return path

@@ -380,7 +380,10 @@ def test_an_unusable_home_is_one_line(run, monkeypatch, tmp_path):
     a_file.write_text("x")
     for home in (a_file, "/proc/localfirst-home"):
         monkeypatch.setenv("LOCALFIRST_HOME", str(home))
-        assert_one_line_error(run("logs", "list"), "home directory")
+        if home == a_file:
+            assert_one_line_error(run("logs", "list"), "home directory")
+        else:  # reading creates nothing, so a home that cannot be created reads as empty
+            assert run("logs", "list", "--json").out.strip() == "[]"
         assert_one_line_error(run("logs", "off"), "home directory")
         assert_one_line_error(run("models", "add", "x", "--base-url", "http://127.0.0.1:9/v1", "--model", "x"))
 
@@ -419,3 +422,11 @@ def test_help_for_the_program_and_for_a_group(run):
     assert whole.code == 0 and "logs" in whole.out and "merge" in whole.out and "templates" in whole.out
     group = run("--db", "x.db", "logs", "--help")
     assert group.code == 0 and "list" in group.out and "rm" in group.out
+
+
+def test_error_leaves_a_user_can_meet_live_in_the_one_error_tree():
+    from localfirst import errors
+
+    assert issubclass(errors.FormatTooNew, errors.RemoteError) and errors.FormatTooNew.exit_code == 7
+    assert issubclass(errors.ObjectTooLarge, errors.CorruptObject) and errors.ObjectTooLarge.exit_code == 9
+    assert {"FormatTooNew", "ObjectTooLarge"} <= set(errors.__all__)

@@ -32,3 +32,45 @@ def test_insert_rows_of_one_row_and_of_none():
     with pytest.raises(sqlite3.IntegrityError):
         insert_rows(conn, "INSERT INTO t (k)", [("y",), ("x",)], width=1)
     assert conn.execute("SELECT count(*) FROM temp._stage_1").fetchone()[0] == 0
+
+
+def test_sqlite_errors_are_translated_by_their_code_not_their_text(tmp_path):
+    from localfirst.db import connect, translate
+    from localfirst.errors import DatabaseError, NotADatabase
+    from localfirst.store import Store
+
+    # Messages that merely mention what other codes mean stay what they are.
+    conn = sqlite3.connect(":memory:")
+    for table in ("readonly_notes", "corrupt_files", "not a database", "unable to open"):
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            conn.execute(f'SELECT * FROM "{table}"')
+        err = translate(caught.value, "x.db")
+        assert type(err) is DatabaseError and str(err) == f"x.db: no such table: {table}"
+    # Real conditions keep their messages, chained to the sqlite3 error and its code.
+    notes = tmp_path / "notes.db"
+    notes.write_text("not a database at all\n" * 200)
+    with pytest.raises(NotADatabase, match="is not an SQLite database, or it is corrupt") as caught:
+        Store.open(notes)
+    assert caught.value.__cause__.sqlite_errorname == "SQLITE_NOTADB"
+    with pytest.raises(DatabaseError, match="directory .*missing does not exist") as caught:
+        connect(tmp_path / "missing" / "x.db").execute("SELECT 1")
+    assert caught.value.__cause__.sqlite_errorname == "SQLITE_CANTOPEN"
+    with pytest.raises(DatabaseError, match="cannot open .*readable and writable"):
+        connect(notes / "x.db").execute("SELECT 1")  # its "directory" is a file
+    Store.open(tmp_path / "ro.db").close()
+    store = Store(connect(tmp_path / "ro.db", readonly=True), path="ro.db")
+    with pytest.raises(DatabaseError, match="cannot write to ro.db: the file or its directory is read-only") as caught:
+        store.rename_conversation("01" + "0" * 24, "x")
+    assert caught.value.__cause__.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY
+    store.close()
+
+
+def test_a_file_without_migrations_is_told_apart_without_an_error(tmp_path):
+    from localfirst.db import check_schema
+    from localfirst.errors import NotADatabase
+
+    conn = sqlite3.connect(":memory:")
+    assert check_schema(conn, ":memory:")  # empty: every migration is pending
+    conn.execute("CREATE TABLE notes (x)")
+    with pytest.raises(NotADatabase, match="not a localfirst one"):
+        check_schema(conn, "notes.db")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..db import translate
-from ..errors import BadInput
+from ..errors import BadInput, NotFound
 from ..records import Attachment, Part, Response
 from ..store import Store
 from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
@@ -210,7 +210,10 @@ class _Writer:
         aid = _llm_attachment_id(a)
         if aid not in self.attachments:
             self.attachments.add(aid)
-            content = self.store.attachment_content(a.id)
+            try:
+                content = self.store.attachment_content(a.id)
+            except NotFound:
+                content = None  # a part naming an attachment this store does not hold: exported without bytes
             self.conn.execute("INSERT OR IGNORE INTO attachments (id, type, path, url, content) VALUES (?, ?, ?, ?, ?)",
                               [aid, a.mime_type, a.path, a.url, content])
         return aid
