@@ -1,5 +1,6 @@
 """Merging stores and moving their changes between machines."""
 
+from .apply import Conflict
 from .config import add_remote, get_remote, list_remotes, remove_remote
 from .engine import (
     HostStatus,
@@ -14,12 +15,26 @@ from .engine import (
     sync,
 )
 from .merge import MergeResult, merge_database
-from .remotes import Remote, RemoteConfig, open_remote
+from .remotes import (
+    ObjectExists,
+    ObjectInfo,
+    ObjectMissing,
+    ObjectTooLarge,
+    PreconditionFailed,
+    Remote,
+    RemoteConfig,
+    RemoteSignal,
+    check_key,
+    open_remote,
+)
 
 __all__ = [
     "MergeResult", "merge_database",
     "add_remote", "get_remote", "list_remotes", "remove_remote",
     "push", "pull", "sync", "status", "reset_host",
-    "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus",
-    "Remote", "RemoteConfig", "open_remote",
+    "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus", "Conflict",
+    # What a remote implementation needs: the protocol, what it returns and
+    # raises, and the key check every implementation runs.
+    "Remote", "RemoteConfig", "ObjectInfo", "RemoteSignal", "ObjectExists", "ObjectMissing",
+    "PreconditionFailed", "ObjectTooLarge", "check_key", "open_remote",
 ]

@@ -2,8 +2,9 @@
 
 A remote holds immutable objects under string keys (``heads/<host>.json``,
 ``log/<host>/<seq>.jsonl.gz``). Four operations are enough for sync: list a
-prefix, get, head and put (create-only, or a plain replace for heads). Each
-call is one request, which is how the request budget is counted.
+prefix, get, head and put (create-only, or a replace for heads). Each call is
+one request, which is how the request budget is counted. ``server_time`` is
+extra and costs no request.
 """
 
 from __future__ import annotations
@@ -13,25 +14,37 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from localfirst.errors import BadInput, RemoteError
+from localfirst.errors import BadInput, ObjectTooLarge
 
 __all__ = [
-    "Remote", "ObjectInfo", "ObjectExists", "ObjectMissing", "PreconditionFailed",
-    "RemoteConfig", "open_remote", "check_url", "check_key",
+    "Remote", "ObjectInfo", "RemoteSignal", "ObjectExists", "ObjectMissing", "ObjectTooLarge",
+    "PreconditionFailed", "RemoteConfig", "open_remote", "check_url", "check_key",
 ]
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-class ObjectExists(RemoteError):
+class RemoteSignal(Exception):
+    """What a remote answers that sync acts on: control flow, not a user's error.
+
+    Sync catches each where it can act on it; one that escapes is turned into
+    a RemoteError at the edge of the sync API (``sync.engine``).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ObjectExists(RemoteSignal):
     """A create-only put found an object already there."""
 
 
-class ObjectMissing(RemoteError):
+class ObjectMissing(RemoteSignal):
     """No object at that key."""
 
 
-class PreconditionFailed(RemoteError):
+class PreconditionFailed(RemoteSignal):
     """A compare-and-swap put found a different version than expected."""
 
 
@@ -49,8 +62,12 @@ class Remote(Protocol):
     def list(self, prefix: str) -> dict[str, str]:
         """Every key under ``prefix`` (a folder, ending in ``/``) with its ETag."""
 
-    def get(self, key: str) -> bytes:
-        """The bytes at ``key``; ObjectMissing when there are none."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """The bytes at ``key``; ObjectMissing when there are none.
+
+        With ``max_bytes``, an object larger than that raises ObjectTooLarge
+        without more than about ``max_bytes`` of it ever being held in memory.
+        """
 
     def head(self, key: str) -> ObjectInfo:
         """ETag and stored sha256 of ``key``; ObjectMissing when absent."""
@@ -59,8 +76,16 @@ class Remote(Protocol):
         """Write ``data`` and return its ETag.
 
         ``create_only``: refuse (ObjectExists) if anything is at ``key``,
-        atomically. ``if_match``: replace only that version (where the
-        remote supports it; PreconditionFailed otherwise).
+        atomically. ``if_match``: replace only that version, atomically
+        (PreconditionFailed otherwise): of racing writers holding the same
+        ETag, exactly one wins.
+        """
+
+    def server_time(self) -> float | None:
+        """The remote's own clock (seconds since the epoch), or None if unknown.
+
+        Costs no request: S3 gives the Date of its last answer, a folder the
+        mtime of a file it makes and removes there (the file server's clock).
         """
 
 
