@@ -13,10 +13,11 @@ from __future__ import annotations
 import sqlite3
 import time
 
-__all__ = ["tick", "observe", "parse", "format_hlc", "host_id", "plausible", "MAX_AHEAD_MS"]
+__all__ = ["tick", "observe", "parse", "format_hlc", "host_id", "plausible", "MAX_AHEAD_MS", "MAX_WALL_MS"]
 
 _COUNTER_MAX = 9999
 _MS_MAX = 9_999_999_999_999  # 13 digits: the year 2286
+MAX_WALL_MS = _MS_MAX
 # How far ahead of this machine's clock an HLC from elsewhere may be. More is
 # a broken clock or a forged value; observing it would drag every later edit
 # here along with it.

@@ -281,3 +281,25 @@ def m020_sync(db: Database) -> None:
         + _m020_capture("templates", "new.id")
         + _m020_capture("template_versions", "new.id")
     )
+
+
+@migration("m030_conflicts")
+def m030_conflicts(db: Database) -> None:
+    """Keys that arrived with other content than the one here (never synced).
+
+    ``kept`` and ``other`` are canonical hashes of the two contents; every
+    machine keeps the smaller one, so they all end the same.
+    """
+    db.executescript(
+        """
+        CREATE TABLE sync_conflicts (
+            tbl TEXT NOT NULL,
+            key TEXT NOT NULL,
+            kept TEXT NOT NULL,
+            other TEXT NOT NULL,
+            source TEXT NOT NULL,
+            seen_utc TEXT NOT NULL,
+            PRIMARY KEY (tbl, key, other)
+        ) WITHOUT ROWID;
+        """
+    )

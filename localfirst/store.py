@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import hlc, ids
-from .db import check_schema, insert_rows, migrate, open_database, translate
+from .db import check_schema, connect, insert_rows, migrate, open_database, translate
 from .errors import BadInput, NotFound
 from .records import Attachment, Part, Response
 from .timeutil import now_utc
@@ -35,8 +36,19 @@ PART_COLUMNS = (
     "response_id", "ordinal", "role", "type", "text", "tool_call_id",
     "tool_name", "arguments_json", "error", "attachment_id", "extras",
 )
+# Reading takes whatever the file holds (another program, a damaged copy or
+# an old bug may have put any value in any column), so every column but these
+# numbers is selected as text: a BLOB's bytes become text, and Python never
+# meets bytes where the records hold a str.
+_NUMBER_COLUMNS = frozenset({"ordinal", "input_tokens", "output_tokens", "duration_ms", "simulated", "size"})
+
+
+def _as_text(column: str) -> str:
+    return column if column.rpartition(".")[2] in _NUMBER_COLUMNS else f"CAST({column} AS TEXT)"
+
+
 _SELECT_RESPONSE = (
-    "SELECT " + ", ".join(f"r.{c}" for c in RESPONSE_COLUMNS) + ", c.name "
+    "SELECT " + ", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS) + ", CAST(c.name AS TEXT) "
     "FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
 )
 _INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})"
@@ -76,8 +88,91 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
+# The helpers below turn a stored value into the type the records declare,
+# never raising; text columns arrive as text (see _NUMBER_COLUMNS).
+
+# Text that is not valid UTF-8 is read with U+FFFD in place of the bad bytes.
+_lenient_text = functools.partial(str, encoding="utf-8", errors="replace")
+
+# The key that holds a *_json column's stored text when it is not the JSON
+# object the field needs, so that nothing stored is hidden from a reader.
+RAW_KEY = "localfirst:raw"
+
+# Deeper JSON is shown as its text. Printing JSON (json.dumps) recurses once
+# per level, so a value that parsed just under Python's recursion limit could
+# still fail to print; no real payload comes near this depth.
+MAX_JSON_DEPTH = 100
+
+
+def _int(value: Any) -> int | None:
+    """A whole number an INTEGER column can hold again, or None (text, a blob, an infinity, 1e30)."""
+    if value is None or type(value) is int:
+        return value
+    number: int | None = None
+    if isinstance(value, float) and math.isfinite(value):
+        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+    return number if number is not None and -(2**63) <= number < 2**63 else None
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+def _not_json(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+# One decoder for every read: json.loads with arguments builds a new one per call.
+# NaN and infinities count as not JSON, so that JSON output stays valid.
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_not_json)
+
+
 def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+    """A *_json column's value; its text when that is not JSON that can be shown again."""
+    if text is None:
+        return None
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return text
+    # Counting brackets is cheap and bounds the depth from above.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
+        return text
+    return value
+
+
+def _object(text: str | None) -> dict[str, Any] | None:
+    """A *_json column that holds an object; anything else is kept as ``{RAW_KEY: text}``."""
+    if text is None:
+        return None
+    value = _loads(text)
+    if value is None or isinstance(value, dict):
+        return value
+    return {RAW_KEY: text}
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -100,13 +195,30 @@ _R = TypeVar("_R")
 
 
 def _reads(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
-    """Translate an SQLite failure while reading (a damaged file) into our error."""
+    """Translate an SQLite failure while reading (a damaged file) into our error.
+
+    Text that is not valid UTF-8 makes Python's sqlite3 fail the fetch, with
+    an error that carries no SQLite code. The read is then made once more
+    with the bad bytes replaced by U+FFFD: only then, because decoding every
+    text value that way costs ~13% of a bulk read, and only while reading,
+    so that other users of the connection (sync) see stored values as they are.
+    """
     @functools.wraps(method)
     def wrapper(self: Store, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        conn = self.conn
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) is not None or conn.text_factory is _lenient_text:
+                raise translate(exc, self.path) from exc
+        factory = conn.text_factory
+        conn.text_factory = _lenient_text
         try:
             return method(self, *args, **kwargs)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
+        finally:
+            conn.text_factory = factory
 
     return wrapper
 
@@ -121,8 +233,19 @@ class Store:
             migrate(conn, path)
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = True) -> Store:
-        conn = open_database(path, create=create)
+    def open(cls, path: str | Path, *, create: bool = True, for_reading: bool = False) -> Store:
+        """The store in the file at ``path``; ``create``: a missing file is a new, empty store.
+
+        ``for_reading``: the caller only reads, so nothing is created (a
+        missing file reads as an empty store, in memory) and a file this
+        process cannot write is read without writing. Such a file is still
+        upgraded to this version's schema when it can be written; when it
+        cannot, opening fails with an error that says so.
+        """
+        target = str(path)
+        if for_reading and create and target != ":memory:" and not Path(target).exists():
+            return cls(connect(":memory:"), path=target)
+        conn = open_database(path, create=create, for_reading=for_reading)
         try:
             return cls(conn, path=str(path))
         except BaseException:
@@ -172,8 +295,10 @@ class Store:
         rows: list[tuple[Any, ...]] = []
         parts: list[tuple[Any, ...]] = []
         attachments: dict[str, Attachment] = {}
-        out: list[str] = []
         given: list[str] = []
+        # What the caller's objects learn, once the transaction has committed:
+        # a batch that rolls back leaves them as they were, ready for a retry.
+        settled: list[tuple[Response, dict[str, Any]]] = []
         with self.write() as conn:
             known: set[str] = set()
             for r in responses:
@@ -193,16 +318,16 @@ class Store:
                     given.append(rid)
                 else:
                     rid = ids.new_id()
-                r.id, r.conversation_id = rid, cid
-                if r.datetime_utc is None:
-                    r.datetime_utc = now
+                learnt: dict[str, Any] = {"id": rid, "conversation_id": cid,
+                                          "datetime_utc": r.datetime_utc or now,
+                                          "response": r.response, "reasoning": r.reasoning}
                 if r.parts:
                     if r.response is None:
                         text = [p.text or "" for p in r.parts if p.role == "assistant" and p.type == "text"]
-                        r.response = "".join(text) if text else None
+                        learnt["response"] = "".join(text) if text else None
                     if r.reasoning is None:
                         thought = [p.text or "" for p in r.parts if p.type == "reasoning"]
-                        r.reasoning = "".join(thought) if thought else None
+                        learnt["reasoning"] = "".join(thought) if thought else None
                     for ordinal, p in enumerate(r.parts):
                         if p.attachment is not None:
                             attachments.setdefault(p.attachment.id, p.attachment)
@@ -213,12 +338,12 @@ class Store:
                         ))
                 rows.append((
                     rid, cid, r.model, r.resolved_model, r.prompt, r.system,
-                    _dumps(r.prompt_json), _dumps(r.options), r.response,
-                    _dumps(r.response_json), r.reasoning, r.input_tokens,
+                    _dumps(r.prompt_json), _dumps(r.options), learnt["response"],
+                    _dumps(r.response_json), learnt["reasoning"], r.input_tokens,
                     r.output_tokens, _dumps(r.token_details), r.duration_ms,
-                    r.datetime_utc, r.finish_reason, int(r.simulated), _dumps(r.extras),
+                    learnt["datetime_utc"], r.finish_reason, int(r.simulated), _dumps(r.extras),
                 ))
-                out.append(rid)
+                settled.append((r, learnt))
             conn.executemany(
                 "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -236,7 +361,10 @@ class Store:
             except sqlite3.IntegrityError as exc:
                 raise BadInput("the same response id appears twice in one batch") from exc
             conn.executemany(_INSERT_PART, parts)
-        return out
+        for r, learnt in settled:
+            for name, value in learnt.items():
+                setattr(r, name, value)
+        return [learnt["id"] for _, learnt in settled]
 
     def rename_conversation(self, cid: str, name: str) -> None:
         cid = check_id(cid, "conversation id")
@@ -254,7 +382,7 @@ class Store:
     def last_conversation_id(self) -> str | None:
         """The conversation with the most recent response, by time."""
         row = self.conn.execute(
-            "SELECT conversation_id FROM responses ORDER BY datetime_utc DESC, id DESC LIMIT 1"
+            "SELECT CAST(conversation_id AS TEXT) FROM responses ORDER BY datetime_utc DESC, id DESC LIMIT 1"
         ).fetchone()
         return row[0] if row else None
 
@@ -278,7 +406,8 @@ class Store:
     @_reads
     def conversation_model(self, cid: str) -> str | None:
         row = self.conn.execute(
-            "SELECT model FROM responses WHERE conversation_id = ? ORDER BY datetime_utc DESC LIMIT 1", [cid]
+            "SELECT CAST(model AS TEXT) FROM responses WHERE conversation_id = ? ORDER BY datetime_utc DESC LIMIT 1",
+            [cid],
         ).fetchone()
         return row[0] if row else None
 
@@ -365,19 +494,20 @@ class Store:
         return self._build(rows)
 
     def _build(self, rows: list[tuple[Any, ...]]) -> list[Response]:
+        """Responses from rows of ``_SELECT_RESPONSE``, each value read as its field's type."""
         out = []
         for row in rows:
             d = dict(zip(RESPONSE_COLUMNS, row[:-1], strict=True))
             out.append(Response(
                 id=d["id"], conversation_id=d["conversation_id"], conversation_name=row[-1],
-                model=d["model"], resolved_model=d["resolved_model"], prompt=d["prompt"],
+                model=d["model"] or "", resolved_model=d["resolved_model"], prompt=d["prompt"],
                 system=d["system"], prompt_json=_loads(d["prompt_json"]),
-                options=_loads(d["options_json"]), response=d["response"],
+                options=_object(d["options_json"]), response=d["response"],
                 response_json=_loads(d["response_json"]), reasoning=d["reasoning"],
-                input_tokens=d["input_tokens"], output_tokens=d["output_tokens"],
-                token_details=_loads(d["token_details"]), duration_ms=d["duration_ms"],
+                input_tokens=_int(d["input_tokens"]), output_tokens=_int(d["output_tokens"]),
+                token_details=_object(d["token_details"]), duration_ms=_int(d["duration_ms"]),
                 datetime_utc=d["datetime_utc"], finish_reason=d["finish_reason"],
-                simulated=bool(d["simulated"]), extras=_loads(d["extras"]),
+                simulated=bool(_int(d["simulated"])), extras=_object(d["extras"]),
             ))
         if out:
             self._attach_parts(out)
@@ -386,27 +516,33 @@ class Store:
     def _attach_parts(self, responses: list[Response]) -> None:
         by_id = {r.id: r for r in responses}
         marks = ", ".join("?" * len(by_id))
+        columns = [*(f"p.{c}" for c in PART_COLUMNS), "a.mime_type", "a.size", "a.path", "a.url"]
         rows = self.conn.execute(
-            f"SELECT {', '.join('p.' + c for c in PART_COLUMNS)}, a.mime_type, a.size, a.path, a.url "
+            f"SELECT {', '.join(_as_text(c) for c in columns)} "
             f"FROM parts p LEFT JOIN attachments a ON a.id = p.attachment_id "
             f"WHERE p.response_id IN ({marks}) ORDER BY p.response_id, p.ordinal",
             list(by_id),
         ).fetchall()
         for row in rows:
             d = dict(zip(PART_COLUMNS, row[:len(PART_COLUMNS)], strict=True))
+            owner = by_id.get(d["response_id"])
+            if owner is None:
+                continue
             att = None
             if d["attachment_id"] is not None:
                 mime, size, path, url = row[len(PART_COLUMNS):]
-                att = Attachment(None, mime, path, url, id=d["attachment_id"], size=size or 0)
-            by_id[d["response_id"]].parts.append(Part(
-                type=d["type"], role=d["role"], text=d["text"], tool_call_id=d["tool_call_id"],
+                att = Attachment(None, mime, path, url, id=d["attachment_id"], size=_int(size) or 0)
+            owner.parts.append(Part(
+                type=d["type"] or "", role=d["role"] or "", text=d["text"], tool_call_id=d["tool_call_id"],
                 tool_name=d["tool_name"], arguments=_loads(d["arguments_json"]), error=d["error"],
-                attachment=att, extras=_loads(d["extras"]),
+                attachment=att, extras=_object(d["extras"]),
             ))
 
     @_reads
     def attachment_content(self, attachment_id: str) -> bytes | None:
-        row = self.conn.execute("SELECT content FROM attachments WHERE id = ?", [attachment_id]).fetchone()
+        # As a BLOB whatever was stored: text comes back as its bytes, unchanged.
+        row = self.conn.execute("SELECT CAST(content AS BLOB) FROM attachments WHERE id = ?",
+                                [attachment_id]).fetchone()
         if row is None:
             raise NotFound(f"no attachment with id {attachment_id}")
         return None if row[0] is None else bytes(row[0])
@@ -416,11 +552,13 @@ class Store:
         """Conversations that hold responses, most recently active first."""
         limit = f" LIMIT {int(count)}" if count > 0 else ""
         rows = self.conn.execute(
-            "SELECT c.id, c.name, c.model, c.created_utc, count(r.id), max(r.datetime_utc) AS last "
+            "SELECT CAST(c.id AS TEXT), CAST(c.name AS TEXT), CAST(c.model AS TEXT), CAST(c.created_utc AS TEXT), "
+            "count(r.id), CAST(max(r.datetime_utc) AS TEXT) AS last "
             "FROM conversations c LEFT JOIN responses r ON r.conversation_id = c.id "
             "GROUP BY c.id HAVING count(r.id) > 0 ORDER BY last DESC" + limit
         ).fetchall()
-        return [Conversation(*row) for row in rows]
+        return [Conversation(cid or "", name, model, created or "", count, last)
+                for cid, name, model, created, count, last in rows]
 
     @_reads
     def status(self) -> Status:
@@ -465,37 +603,33 @@ class Store:
                 "SELECT id FROM responses WHERE datetime_utc < ?", [before])]
         return list(dict.fromkeys(chosen))
 
-    def delete(self, response_ids: Iterable[str], *, conversation_id: str | None = None) -> int:
-        """Delete responses, and a whole conversation when one is named.
+    def delete(self, response_ids: Iterable[str] = (), *, conversation_id: str | None = None,
+               before: str | None = None) -> int:
+        """Delete responses, a whole conversation when one is named, and those before a time.
 
-        Every deleted key gets a tombstone, so merge and sync never bring it
-        back. A named conversation is tombstoned too, which also removes
-        responses that other machines add to it before they hear of the
-        delete. A conversation merely left empty stays (hidden from
-        ``conversations``): another machine may still be adding to it.
-        Attachments no longer used are removed locally.
+        The selection is made again inside the write transaction, so what is
+        deleted is what the criteria name at that moment. Every deleted key
+        gets a tombstone, so merge and sync never bring it back, and the
+        registry's cascades apply (``localfirst.registry.bury``): a named
+        conversation's tombstone also removes responses another machine adds
+        to it before it hears of the delete, and one logged here meanwhile.
+        A conversation merely left empty stays (hidden from ``conversations``):
+        another machine may still be adding to it. Attachments no longer used
+        are removed locally. Returns how many responses went.
         """
-        rids = list(response_ids)
+        from .registry import bury  # the write path only: the read path starts without it
+
+        rids = [check_id(r, "response id") for r in response_ids]
         cid = check_id(conversation_id, "conversation id") if conversation_id is not None else None
         with self.write() as conn:
+            if before is not None:
+                rids += [r[0] for r in conn.execute("SELECT id FROM responses WHERE datetime_utc < ?", [before])]
             stamp = hlc.tick(conn)
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS _doomed (id TEXT PRIMARY KEY)")
-            conn.execute("DELETE FROM _doomed")
-            conn.executemany("INSERT OR IGNORE INTO _doomed (id) VALUES (?)", [(r,) for r in rids])
-            conn.execute("DELETE FROM parts WHERE response_id IN (SELECT id FROM _doomed)")
-            deleted = conn.execute("DELETE FROM responses WHERE id IN (SELECT id FROM _doomed)").rowcount
-            conn.execute(
-                "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) SELECT 'responses', id, ? FROM _doomed",
-                [stamp])
+            dead = [("responses", rid, stamp) for rid in dict.fromkeys(rids)]
             if cid is not None:
-                conn.execute("DELETE FROM conversations WHERE id = ?", [cid])
-                conn.execute(
-                    "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) VALUES ('conversations', ?, ?)",
-                    [cid, stamp])
-            conn.execute("DELETE FROM attachments WHERE id NOT IN "
-                         "(SELECT attachment_id FROM parts WHERE attachment_id IS NOT NULL)")
-            conn.execute("DELETE FROM _doomed")
-        return deleted
+                dead.append(("conversations", cid, stamp))
+            gone = bury(conn, dead)
+        return gone.get("responses", 0)
 
 
 def fts_query(text: str) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 from . import hlc, ids
 from .errors import BadInput, NotFound
 from .records import check_extras
+from .registry import bury
 from .store import Store
 from .timeutil import now_utc
 
@@ -212,13 +213,10 @@ def remove_template(store: Store, name: str) -> int:
         if not tids:
             raise NotFound(f"no template named {name!r}")
         stamp = hlc.tick(conn)
-        marks = ", ".join("?" * len(tids))
-        gone = conn.execute(f"DELETE FROM template_versions WHERE template_id IN ({marks})", tids).rowcount
-        conn.execute(f"DELETE FROM templates WHERE id IN ({marks})", tids)
-        conn.executemany(
-            "INSERT OR REPLACE INTO tombstones (tbl, key, hlc) VALUES ('templates', ?, ?)",
-            [(t, stamp) for t in tids],
-        )
+        gone = conn.execute(
+            "SELECT count(*) FROM template_versions WHERE template_id IN "
+            "(SELECT id FROM templates WHERE name = ?)", [name]).fetchone()[0]
+        bury(conn, [("templates", tid, stamp) for tid in tids])
     return int(gone)
 
 

@@ -20,39 +20,29 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import io
 import json
-import sqlite3
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, Literal, overload
 
-from localfirst import hlc
-from localfirst.errors import CorruptObject, RemoteError
+from localfirst.errors import CorruptObject, FormatTooNew
 
-from .tables import (
-    BY_NAME,
-    HLC_RE,
-    TABLES,
-    TOMBSTONE_KINDS,
-    TOMBSTONE_TABLES,
-    SyncedTable,
-    check_key_value,
-    columns,
-    present,
-)
+from .check import Bad, Checked, Schema, check_del, check_rows, defaults
+from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable
 
 __all__ = ["FORMAT", "Header", "Op", "encode", "decode", "sha256", "FormatTooNew", "Schema"]
 
 FORMAT = 1
 TYPE = "localfirst-changeset"
+# What one changeset may hold once decompressed, and how many rows. A push
+# keeps under both; a pull refuses more (a gzip bomb stops at MAX_TEXT).
+MAX_TEXT = 32 * 1024 * 1024
+MAX_ROWS = 100_000
 
 # (op, table, row or None, key or None, hlc or None)
 Op = tuple[str, str, dict[str, Any] | None, str | None, str | None]
-
-
-class FormatTooNew(RemoteError):
-    """The remote holds data of a newer sync format than this version reads."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +66,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _value_out(value: Any) -> Any:
+def value_out(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"b64": base64.b64encode(value).decode()}
     return value
@@ -86,8 +76,17 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode(header: Header, ops: list[Op]) -> bytes:
-    """The exact bytes of a changeset: the same input always gives the same bytes."""
+@overload
+def encode(header: Header, ops: list[Op]) -> bytes: ...
+@overload
+def encode(header: Header, ops: list[Op], *, with_size: Literal[True]) -> tuple[bytes, int]: ...
+
+
+def encode(header: Header, ops: list[Op], *, with_size: bool = False) -> bytes | tuple[bytes, int]:
+    """The exact bytes of a changeset: the same input always gives the same bytes.
+
+    ``with_size`` also returns the size of the text once inflated.
+    """
     assert header.rows == len(ops)
     lines = [_line(header.to_json())]
     for op, table, row, key, stamp in ops:
@@ -95,44 +94,53 @@ def encode(header: Header, ops: list[Op]) -> bytes:
             lines.append(_line({"op": op, "table": table, "key": key, "hlc": stamp}))
         else:
             assert row is not None
-            lines.append(_line({"op": op, "table": table, "row": {k: _value_out(v) for k, v in row.items()}}))
-    text = "\n".join(lines) + "\n"
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+            lines.append(_line({"op": op, "table": table, "row": {k: value_out(v) for k, v in row.items()}}))
+    text = ("\n".join(lines) + "\n").encode()
+    body = gzip.compress(text, compresslevel=6, mtime=0)
+    return (body, len(text)) if with_size else body
 
 
-class Schema:
-    """The synced columns of this database, read once per connection."""
+def inflate(data: bytes, where: str, *, limit: int = MAX_TEXT) -> bytes:
+    """The decompressed bytes of one gzip member, refusing more than ``limit`` of them.
 
-    def __init__(self, conn: sqlite3.Connection, version: int) -> None:
-        self.version = version
-        here = present(conn)
-        self.tables = frozenset(t.name for t in here)
-        # A registered table this database lacks has no columns: its rows are refused.
-        self.columns: dict[str, frozenset[str]] = {t.name: frozenset() for t in TABLES}
-        self.columns.update({t.name: frozenset(columns(conn, t)) for t in here})
-        # Per table: declared types, and the NOT NULL columns without a default
-        # (a row missing one would be skipped by INSERT OR IGNORE: refuse it).
-        self.types: dict[str, dict[str, str]] = {}
-        self.required: dict[str, frozenset[str]] = {}
-        for t in here:
-            info = [r for r in conn.execute(f"PRAGMA main.table_info({t.name})") if r[1] not in t.local]
-            self.types[t.name] = {r[1]: str(r[2]).upper() for r in info}
-            self.required[t.name] = frozenset(r[1] for r in info if r[3] and r[4] is None)
+    Decompression is streamed, so a small object that inflates to gigabytes
+    (a gzip bomb) costs no more memory than ``limit``.
+    """
+    inflater = zlib.decompressobj(wbits=31)
+    out = bytearray()
+    try:
+        pending = data
+        while pending and not inflater.eof:
+            out += inflater.decompress(pending, limit + 1 - len(out))
+            if len(out) > limit:
+                raise CorruptObject(f"{where} inflates to more than {limit // (1 << 20)} MiB; it was refused")
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
+    if not inflater.eof or inflater.unused_data:
+        raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset")
+    return bytes(out)
 
 
 def _text(data: bytes, where: str) -> list[str]:
     try:
-        return gzip.decompress(data).decode().splitlines()
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
-        raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
+        text = inflate(data, where).decode()
+    except UnicodeDecodeError as exc:
+        raise CorruptObject(f"{where} is damaged: not UTF-8 text") from exc
+    # Only "\n" ends a line: JSON strings may hold U+2028 and other breaks.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def peek_header(data: bytes, where: str) -> Header:
     """The header alone, decompressing only the start of the changeset."""
+    inflater = zlib.decompressobj(wbits=31)
     try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            first = f.readline(1 << 16).decode()
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        start = inflater.decompress(data[: 1 << 16], 1 << 16)
+        first = start.split(b"\n", 1)[0].decode()
+    except (zlib.error, UnicodeDecodeError) as exc:
         raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
     return _parse_header(first, where)
 
@@ -141,6 +149,8 @@ def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
     """Parse and check the header line; returns it with the operation lines."""
     lines = _text(data, where)
     header = _parse_header(lines[0] if lines else "", where)
+    if header.rows > MAX_ROWS:
+        raise CorruptObject(f"{where} says it holds {header.rows} rows; at most {MAX_ROWS} are accepted")
     if header.rows != len(lines) - 1:
         raise CorruptObject(f"{where} is truncated: header says {header.rows} rows, it holds {len(lines) - 1}")
     return header, lines[1:]
@@ -149,7 +159,7 @@ def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
 def _parse_header(line: str, where: str) -> Header:
     try:
         raw = json.loads(line) if line else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise CorruptObject(f"{where} is damaged: its header is not JSON") from exc
     if not isinstance(raw, dict) or raw.get("type") != TYPE:
         raise CorruptObject(f"{where} is not a localfirst changeset")
@@ -178,7 +188,7 @@ def _int(v: Any) -> int:
     return v
 
 
-def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, list[Op]]:
+def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]:
     """Parse and check every line; raise CorruptObject before returning anything bad.
 
     Unknown columns are dropped when the changeset comes from a newer schema
@@ -190,168 +200,115 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, list[Op]
         # One parse of the whole body is much faster than one per line; every
         # element is checked below whatever the lines held.
         raws = json.loads("[" + ",".join(lines) + "]") if lines else []
-    except ValueError:
+    except (ValueError, RecursionError):
         raws = None
     if raws is None or len(raws) != len(lines):
         raws = []
         for n, line in enumerate(lines, start=2):
             try:
                 raws.append(json.loads(line))
-            except ValueError as exc:
-                raise CorruptObject(f"{where} line {n} is not JSON") from exc
+            except (ValueError, RecursionError) as exc:
+                raise CorruptObject(f"{where} line {n} is not JSON (or nests too deep)") from exc
     try:
-        return header, _check_ops(raws, schema, newer=newer)
-    except _Bad as exc:
-        raise CorruptObject(f"{where} line {exc.line}: {exc}") from None
-
-
-class _Bad(Exception):
-    """An operation that fails a check, on line ``line`` of the changeset."""
-
-    def __init__(self, message: str, line: int = 0) -> None:
-        super().__init__(message)
-        self.line = line
+        return header, check_ops(raws, schema, newer=newer)
+    except Bad as exc:
+        raise CorruptObject(f"{where} line {exc.index}: {exc}") from None
 
 
 _SCALARS = frozenset({str, int, float, type(None)})
 
 
-def _check_ops(raws: list[Any], schema: Schema, *, newer: bool) -> list[Op]:
-    """Check every operation: names against the schema first, then keys table by table.
+def check_ops(raws: list[Any], schema: Schema, *, newer: bool, first_line: int = 2) -> Checked:
+    """Check every operation: names against the schema first, then every value, table by table.
 
-    Written for speed (a pull checks every row it applies): the shape of each
-    row is checked once per distinct set of column names.
+    A :class:`Bad` names the line (``first_line`` is the line of ``raws[0]``).
+    Written for speed (a pull checks every row it applies): the shape of a
+    row is checked once per distinct set of column names, and values column
+    by column.
     """
-    ops: list[Op] = []
-    rows: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    shapes: dict[tuple[str, tuple[str, ...]], frozenset[str] | None] = {}
-    for n, raw in enumerate(raws, start=2):
+    out = Checked(schema)
+    lines: dict[str, list[int]] = {}
+    shapes: dict[tuple[str, tuple[str, ...]], tuple[Callable[[dict[str, Any]], tuple[Any, ...]], bool]] = {}
+    for n, raw in enumerate(raws, start=first_line):
         if type(raw) is not dict:
-            raise _Bad("an operation must be an object", n)
+            raise Bad("an operation must be an object", n)
         op = raw.get("op")
         if op == "del":
-            ops.append(_check_del(raw, schema, newer=newer, line=n))
+            name = raw.get("table")
+            if name not in TOMBSTONE_TABLES or name not in schema.tables:
+                raise _unknown_table(name, newer, n)
+            try:
+                out.dels.append(check_del(name, raw.get("key"), raw.get("hlc"), now_ms=schema.now_ms))
+            except Bad as exc:
+                raise Bad(str(exc), n) from None
             continue
         name = raw.get("table")
         table = BY_NAME.get(name) if type(name) is str else None
         if op not in ("put", "set"):
-            raise _Bad(f"unknown operation {op!r}", n)
+            raise Bad(f"unknown operation {_short(op)}", n)
         if table is None or table.name not in schema.tables:
             raise _unknown_table(name, newer, n)
         if op != table.op:
-            raise _Bad(f"{op!r} is not allowed on {table.name}", n)
+            raise Bad(f"{op!r} is not allowed on {table.name}", n)
         row = raw.get("row")
         if type(row) is not dict:
-            raise _Bad("row must be an object", n)
+            raise Bad("row must be an object", n)
         shape = (table.name, tuple(row))
         if shape not in shapes:
-            shapes[shape] = _check_shape(table, shape[1], schema, newer=newer, line=n)
-        keep = shapes[shape]
-        if keep is not None:
-            row = {k: v for k, v in row.items() if k in keep}
-        if not _SCALARS.issuperset(map(type, row.values())):
-            for col, value in row.items():
-                if type(value) not in _SCALARS:
-                    row[col] = _value_in(value, n)
-        ops.append((op, table.name, row, None, None))
-        rows.setdefault(table.name, []).append((n, row))
-    for name, found in rows.items():
-        _check_keys(BY_NAME[name], found)
-        _check_values(name, found, schema)
-    return ops
+            shapes[shape] = _shape(table, shape[1], schema, newer=newer, line=n)
+        pick, plain = shapes[shape]
+        values = pick(row)
+        if not plain or not _SCALARS.issuperset(map(type, values)):
+            values = tuple(_value_in(v, n) for v in values)
+        out.rows.setdefault(table.name, []).append(values)
+        lines.setdefault(table.name, []).append(n)
+    for name, rows in out.rows.items():
+        try:
+            check_rows(schema, BY_NAME[name], rows)
+        except Bad as exc:
+            raise Bad(str(exc), lines[name][exc.index]) from None
+    return out
 
 
-# Numeric columns must hold numbers (TEXT columns take what comes, as SQLite does).
-_NUMERIC = {"INTEGER": frozenset({int, bool}), "REAL": frozenset({int, float})}
+def _shape(table: SyncedTable, cols: tuple[str, ...], schema: Schema, *, newer: bool,
+           line: int) -> tuple[Callable[[dict[str, Any]], tuple[Any, ...]], bool]:
+    """A function that turns a row of these columns into a tuple in schema order.
 
-
-def _check_values(name: str, found: list[tuple[int, dict[str, Any]]], schema: Schema) -> None:
-    """Every NOT NULL column is there, and numeric columns hold numbers.
-
-    Column by column rather than row by row: a pull of 100,000 rows runs this
-    for every one of them.
+    Columns a newer schema added are dropped; unknown columns from the same
+    or an older schema are refused; missing ones take their default.
     """
-    required, types = schema.required.get(name, frozenset()), schema.types.get(name, {})
-    for col, declared in types.items():
-        numeric = _NUMERIC.get(declared)
-        if col in required:
-            for n, row in found:
-                if row.get(col) is None:
-                    raise _Bad(f"missing column {col!r} of {name}", n)
-        if numeric is not None:
-            for n, row in found:
-                value = row.get(col)
-                if value is not None and type(value) not in numeric:
-                    raise _Bad(f"column {col!r} of {name} must be {declared.lower()}, not {value!r}", n)
+    known = schema.known[table.name]
+    unknown = sorted(c for c in cols if c not in known)
+    if unknown and not newer:
+        raise Bad(f"unknown column {_short(unknown[0])} of {table.name}", line)
+    order = schema.columns[table.name]
+    fill = defaults(table, order)
+    named = set(cols)
+    if named.issuperset(order):
+        getter = itemgetter(*order)
+        if len(order) == 1:
+            return (lambda row: (getter(row),)), True
+        return getter, True
+    picks = [(c, d, c in named) for c, d in zip(order, fill, strict=True)]
+    return (lambda row: tuple(row[c] if has else d for c, d, has in picks)), False
 
 
-def _check_shape(table: SyncedTable, cols: tuple[str, ...], schema: Schema, *, newer: bool,
-                 line: int) -> frozenset[str] | None:
-    """None when every column is known; the columns to keep when a newer schema added some."""
-    known = schema.columns[table.name]
-    if known.issuperset(cols):
-        return None
-    if not newer:
-        unknown = sorted(c for c in cols if c not in known)
-        raise _Bad(f"unknown column {unknown[0]!r} of {table.name}", line)
-    return known
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_del(raw: dict[str, Any], schema: Schema, *, newer: bool, line: int) -> Op:
-    name, key, stamp = raw.get("table"), raw.get("key"), raw.get("hlc")
-    if name not in TOMBSTONE_TABLES or name not in schema.tables:
-        raise _unknown_table(name, newer, line)
-    if not check_key_value(TOMBSTONE_KINDS[str(name)], key):
-        raise _Bad(f"invalid key {key!r} for {name}", line)
-    if not _hlc_ok(stamp):
-        raise _Bad(f"invalid hlc {stamp!r}", line)
-    return ("del", str(name), None, str(key), stamp)
-
-
-def _hlc_ok(stamp: Any) -> bool:
-    """A well-formed HLC whose wall clock is not implausibly far ahead of ours.
-
-    Observing one would drag every later local edit past it, and past the
-    13 digits of the format: such a changeset is refused instead.
-    """
-    return isinstance(stamp, str) and HLC_RE.fullmatch(stamp) is not None and hlc.plausible(stamp)
-
-
-def _unknown_table(name: Any, newer: bool, line: int) -> _Bad:
+def _unknown_table(name: Any, newer: bool, line: int) -> Bad:
     hint = "; it comes from a newer localfirst: upgrade this one" if newer else ""
-    return _Bad(f"unknown table {name!r}{hint}", line)
-
-
-def _check_keys(table: SyncedTable, found: list[tuple[int, dict[str, Any]]]) -> None:
-    """Keys, HLCs and references of every row of one table."""
-    for col, kind in table.key.items():
-        bad = [(n, r.get(col)) for n, r in found if not check_key_value(kind, r.get(col))]
-        if bad:
-            raise _Bad(f"invalid key {col}={bad[0][1]!r} for {table.name}", bad[0][0])
-    for col, stamp_col in table.mutable.items():
-        for n, row in found:
-            stamp = row.setdefault(stamp_col, "")
-            if stamp != "" and not _hlc_ok(stamp):
-                raise _Bad(f"invalid {stamp_col} {stamp!r}", n)
-            row.setdefault(col, None)
-    for col in table.observed:
-        for n, row in found:
-            stamp = row.get(col)
-            if stamp is not None and not _hlc_ok(stamp):
-                raise _Bad(f"invalid {col} {stamp!r}", n)
-    for col, target in table.carries.items():
-        kind = next(iter(BY_NAME[target].key.values()))
-        bad = [(n, r[col]) for n, r in found if r.get(col) is not None and not check_key_value(kind, r[col])]
-        if bad:
-            raise _Bad(f"invalid reference {col}={bad[0][1]!r}", bad[0][0])
+    return Bad(f"unknown table {_short(name)}{hint}", line)
 
 
 def _value_in(value: Any, line: int) -> Any:
-    if value is None or isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    if type(value) in _SCALARS:
         return value
-    if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
+    if type(value) is dict and set(value) == {"b64"} and type(value["b64"]) is str:
         try:
             return base64.b64decode(value["b64"], validate=True)
         except ValueError:
-            raise _Bad("invalid base64 value", line) from None
-    raise _Bad("values must be strings, numbers, null or bytes", line)
+            raise Bad("invalid base64 value", line) from None
+    raise Bad("values must be strings, numbers, null or bytes", line)

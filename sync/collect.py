@@ -1,4 +1,10 @@
-"""Turning the outbox into changeset operations, reading the current rows."""
+"""Turning the outbox into changeset operations, reading the current rows.
+
+Every row is checked as a pull will check it, so this host never sends what
+the others would refuse (a row another program wrote with a malformed value,
+an attachment too large for one changeset): such a row is held back and
+reported, and everything else goes on.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,13 @@ from typing import Any
 
 from .capture import OutboxBatch
 from .changeset import Op
+from .check import Bad, Schema, check_del, check_rows
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable, columns, present
 
-__all__ = ["collect"]
+__all__ = ["collect", "Held"]
+
+# (table, key, why) of a row that was not sent
+Held = tuple[str, str, str]
 
 
 def _select(conn: sqlite3.Connection, table: SyncedTable, keys: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -33,19 +43,43 @@ def _key(table: SyncedTable, row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[c] for c in table.key)
 
 
-def collect(conn: sqlite3.Connection, batch: OutboxBatch) -> list[Op]:
-    """Operations for the queued keys, in a deterministic order.
+def _sendable(schema: Schema, table: SyncedTable, rows: dict[tuple[Any, ...], dict[str, Any]],
+              held: list[Held]) -> None:
+    """Remove from ``rows`` (and record in ``held``) every row a pull would refuse."""
+    cols = schema.columns[table.name]
+    as_tuples = [tuple(r.get(c) for c in cols) for r in rows.values()]
+    try:
+        check_rows(schema, table, as_tuples)
+        return
+    except Bad:
+        pass
+    for key, row in list(rows.items()):
+        try:
+            check_rows(schema, table, [tuple(row.get(c) for c in cols)])
+        except Bad as exc:
+            del rows[key]
+            held.append((table.name, key[0] if len(key) == 1 else json.dumps(list(key)), str(exc)))
+
+
+def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema) -> tuple[list[Op], list[Held]]:
+    """Operations for the queued keys, in a deterministic order, and the rows held back.
 
     Deletions first, then rows table by table in registry order, each sorted
     by key. A queued key whose row is gone (deleted before the push) sends
     only its tombstone; a row takes along the rows it ``carries``.
     """
     ops: list[Op] = []
+    held: list[Held] = []
     for tbl, key in sorted(set(batch.tombstones())):
         if tbl not in TOMBSTONE_TABLES:
             continue
         row = conn.execute("SELECT hlc FROM tombstones WHERE tbl = ? AND key = ?", [tbl, key]).fetchone()
         if row is not None:
+            try:
+                check_del(tbl, key, row[0], now_ms=schema.now_ms)
+            except Bad as exc:
+                held.append(("tombstones", json.dumps([tbl, key]), str(exc)))
+                continue
             ops.append(("del", tbl, None, key, row[0]))
     tables = present(conn)
     found: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
@@ -59,6 +93,7 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch) -> list[Op]:
                 found[target][_key(BY_NAME[target], r)] = r
     for table in tables:
         by_key = found[table.name]
+        _sendable(schema, table, by_key, held)
         for row_key in sorted(by_key):
             ops.append((table.op, table.name, by_key[row_key], None, None))
-    return ops
+    return ops, held

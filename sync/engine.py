@@ -15,16 +15,21 @@ changesets move.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from localfirst import ids
+from localfirst.errors import RemoteError
 from localfirst.store import Store
 
 from . import capture
+from .apply import Conflict
+from .collect import Held
 from .config import get_remote
 from .receive import pull_session
-from .remotes import Remote, open_remote
+from .remotes import Remote, RemoteSignal, open_remote
 from .send import push_session
 from .session import Progress, Session, head_key
 
@@ -41,14 +46,18 @@ class PushResult:
     rows: int = 0
     bytes: int = 0
     requests: int = 0
+    #: rows not sent because other machines would refuse them: (table, key, why)
+    held: list[Held] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["held"] = [{"table": t, "key": k, "reason": why} for t, k, why in self.held]
+        return out
 
     def summary(self) -> str:
         return (
             f"Pushed {_n(self.changesets, 'changeset')} ({_n(self.rows, 'row')}, {_size(self.bytes)}) "
-            f"to {self.remote}; {_n(self.requests, 'request')}."
+            f"to {self.remote}; {_n(self.requests, 'request')}.{_held(self.held)}"
         )
 
 
@@ -60,14 +69,19 @@ class PullResult:
     rows: int = 0
     bytes: int = 0
     requests: int = 0
+    #: keys that arrived with other content than the one here
+    conflicts: list[Conflict] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["conflicts"] = [c.to_json() for c in self.conflicts]
+        return out
 
     def summary(self) -> str:
         return (
             f"Pulled {_n(self.changesets, 'changeset')} ({_n(self.rows, 'row')}, {_size(self.bytes)}) "
             f"from {_n(self.hosts, 'host')} via {self.remote}; {_n(self.requests, 'request')}."
+            f"{_conflicts(self.conflicts)}"
         )
 
 
@@ -89,6 +103,7 @@ class SyncResult:
             f"Synced with {self.pulled.remote}: received {_n(self.pulled.changesets, 'changeset')} "
             f"({_n(self.pulled.rows, 'row')}), sent {_n(self.pushed.changesets, 'changeset')} "
             f"({_n(self.pushed.rows, 'row')}); {_n(self.requests, 'request')}."
+            f"{_conflicts(self.pulled.conflicts)}{_held(self.pushed.held)}"
         )
 
 
@@ -96,8 +111,39 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
 
+def _conflicts(found: list[Conflict]) -> str:
+    if not found:
+        return ""
+    first = found[0]
+    return (f" {_n(len(found), 'key')} arrived with other content than here (first: {first.table} {first.key} "
+            f"from {first.source}); every machine keeps the same version: see `localfirst remote status`.")
+
+
+def _held(held: list[Held]) -> str:
+    if not held:
+        return ""
+    table, key, why = held[0]
+    return (f" {_n(len(held), 'row')} not sent, as other machines would refuse them "
+            f"(first: {table} {key}: {why}).")
+
+
 def _size(n: int) -> str:
     return f"{n} B" if n < 1000 else f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _signals_are_errors(fn: _F) -> _F:
+    """A remote's signal that nothing inside acted on reaches the user as one RemoteError."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RemoteSignal as exc:
+            raise RemoteError(f"{exc.message}; the remote changed while this ran: try again") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _session(store: Store, remote: str | None, client: Remote | None, progress: Progress | None) -> Session:
@@ -105,14 +151,16 @@ def _session(store: Store, remote: str | None, client: Remote | None, progress: 
     return Session(store, config, client if client is not None else open_remote(config), progress=progress)
 
 
+@_signals_are_errors
 def push(store: Store, remote: str | None = None, *, client: Remote | None = None,
          progress: Progress | None = None) -> PushResult:
     """Send this store's new writes to the remote."""
     s = _session(store, remote, client, progress)
-    sent, rows = push_session(s)
-    return PushResult(s.name, sent, rows, s.remote.bytes_sent, s.remote.requests)
+    sent, rows, held = push_session(s)
+    return PushResult(s.name, sent, rows, s.remote.bytes_sent, s.remote.requests, held)
 
 
+@_signals_are_errors
 def pull(store: Store, remote: str | None = None, *, client: Remote | None = None,
          progress: Progress | None = None) -> PullResult:
     """Apply what other hosts pushed to the remote since the last pull."""
@@ -120,9 +168,11 @@ def pull(store: Store, remote: str | None = None, *, client: Remote | None = Non
     got = pull_session(s)
     if got.errors:
         raise got.errors[0]
-    return PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
+    return PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests,
+                      got.conflicts)
 
 
+@_signals_are_errors
 def sync(store: Store, remote: str | None = None, *, client: Remote | None = None,
          progress: Progress | None = None) -> SyncResult:
     """Pull, then push; the push reuses the pull's listing of heads.
@@ -132,12 +182,13 @@ def sync(store: Store, remote: str | None = None, *, client: Remote | None = Non
     """
     s = _session(store, remote, client, progress)
     got = pull_session(s)
-    pulled = PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests)
+    pulled = PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests,
+                        got.conflicts)
     before = s.remote.requests
-    sent, sent_rows = push_session(s, got.listing)
+    sent, sent_rows, held = push_session(s, got.listing)
     if got.errors:
         raise got.errors[0]
-    pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before)
+    pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before, held)
     return SyncResult(pulled, pushed)
 
 
@@ -161,19 +212,27 @@ class RemoteStatus:
     pending_changeset: int | None
     hosts: list[HostStatus] = field(default_factory=list)
     requests: int = 0
+    #: keys that arrived with other content, newest first (every one ever seen here)
+    conflicts: list[Conflict] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["hosts"] = [h.to_json() for h in self.hosts]
+        out["conflicts"] = [c.to_json() for c in self.conflicts]
         return out
 
 
+@_signals_are_errors
 def status(store: Store, remote: str | None = None, *, client: Remote | None = None) -> RemoteStatus:
     """What waits to be pushed, and what each host has pushed and how much of it is applied here."""
     s = _session(store, remote, client, None)
     pending = s.conn.execute("SELECT seq FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
     result = RemoteStatus(s.name, s.config.url, s.host, capture.pending_count(s.conn, s.name),
                           pending[0] if pending else None)
+    result.conflicts = [
+        Conflict(*row) for row in s.conn.execute(
+            "SELECT tbl, key, kept, other, source FROM sync_conflicts ORDER BY seen_utc DESC, tbl, key")
+    ]
     listing = s.remote.list("heads/")
     from .session import host_of_head
 

@@ -1,45 +1,38 @@
 """Merging another localfirst database file into this one.
 
-Every synced row has a globally unique key, so merging is "insert if absent"
-for immutable rows, last writer wins by HLC for mutable fields (a
-conversation's name), and tombstones win over rows: a key deleted in either
-file is deleted in the result. The result is the same whichever file is
-merged into which, and merging twice changes nothing.
+The other file is untrusted input like a changeset: its rows are read as
+operations, checked value by value against the registry, and applied by the
+one merge engine (:mod:`sync.apply`) under the capture guard, all in one
+transaction. So merging follows the same rules as a pull: insert if absent,
+last writer wins by HLC for mutable fields, tombstones win over rows, the
+same key with other content converges to the smaller canonical hash. The
+result is the same whichever file is merged into which, and merging twice
+changes nothing.
+
+Rows the merge brings are queued for every remote, so they reach the other
+machines on the next sync (sending a remote a row it already has is harmless).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localfirst import hlc
+from localfirst import migrations
 from localfirst.db import check_schema, connect, translate
 from localfirst.errors import BadInput, DatabaseError, NotADatabase
+from localfirst.registry import SyncedTable, key_sql, present
 from localfirst.store import Store
 
+from .apply import Applier
 from .capture import guard
+from .check import Bad, Checked, Schema, check_del, check_rows, defaults
 
-__all__ = ["merge_database", "MergeResult", "IMMUTABLE_TABLES"]
+__all__ = ["merge_database", "MergeResult"]
 
-_DEAD_RESPONSES = "SELECT key FROM main.tombstones WHERE tbl = 'responses'"
-_DEAD_CONVERSATIONS = "SELECT key FROM main.tombstones WHERE tbl = 'conversations'"
-_DEAD_TEMPLATES = "SELECT key FROM main.tombstones WHERE tbl = 'templates'"
-
-# Immutable tables in the order rows must land, each with the rows of the
-# other file that may come in: nothing a tombstone names, nothing inside a
-# deleted conversation or template, and only attachments a kept part uses.
-IMMUTABLE_TABLES: tuple[tuple[str, str], ...] = (
-    ("conversations", f"id NOT IN ({_DEAD_CONVERSATIONS})"),
-    ("responses", f"id NOT IN ({_DEAD_RESPONSES}) AND conversation_id NOT IN ({_DEAD_CONVERSATIONS})"),
-    ("parts", "response_id IN (SELECT id FROM main.responses)"),
-    ("attachments", "id IN (SELECT attachment_id FROM main.parts WHERE attachment_id IS NOT NULL)"),
-    ("templates", f"id NOT IN ({_DEAD_TEMPLATES})"),
-    ("template_versions", f"template_id NOT IN ({_DEAD_TEMPLATES})"),
-)
-# Columns that are local to one file and never copied.
-LOCAL_COLUMNS = {"rowid"}
+BATCH = 5000
 
 
 @dataclass
@@ -47,6 +40,7 @@ class MergeResult:
     added: dict[str, int] = field(default_factory=dict)
     renamed: int = 0
     deleted: int = 0
+    conflicts: int = 0
 
     @property
     def total(self) -> int:
@@ -54,14 +48,14 @@ class MergeResult:
 
     def summary(self, source: str) -> str:
         parts = [f"{n} {table}" for table, n in self.added.items()]
-        return (
+        text = (
             f"Merged {source}: added {', '.join(parts)}; "
             f"{self.renamed} renames, {self.deleted} deletions applied"
         )
-
-
-def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[str]:
-    return [r[1] for r in conn.execute(f"PRAGMA {schema}.table_info({table})")]
+        if self.conflicts:
+            text += (f"; {self.conflicts} keys held other content here (each machine keeps the same one; "
+                     "see `localfirst remote status`)")
+        return text
 
 
 def _check_other(path: Path) -> None:
@@ -104,69 +98,79 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
         conn.execute("ATTACH DATABASE ? AS other", [uri])
     except sqlite3.Error as exc:
         raise translate(exc, str(path)) from exc
-    result = MergeResult()
     try:
-        with store.write(), guard(conn, "merge"):
-            result.deleted = _merge_tombstones(conn)
-            for table, keep in IMMUTABLE_TABLES:
-                ours = _columns(conn, "main", table)
-                theirs = set(_columns(conn, "other", table))
-                cols = ", ".join(c for c in ours if c in theirs and c not in LOCAL_COLUMNS)
-                if not cols:
-                    continue  # the other file predates this table
-                cur = conn.execute(
-                    f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM other.{table} WHERE {keep}"
-                )
-                result.added[table] = max(cur.rowcount, 0)
-            result.renamed = _merge_names(conn)
-            seen = conn.execute(
-                "SELECT max(h) FROM (SELECT max(name_hlc) AS h FROM other.conversations "
-                "UNION ALL SELECT max(hlc) FROM other.tombstones)"
-            ).fetchone()[0]
-            _observe(conn, seen, path)
-            if _columns(conn, "other", "template_versions"):
-                _observe(conn, conn.execute("SELECT max(hlc) FROM other.template_versions").fetchone()[0], path)
+        with store.write():
+            schema = Schema(conn, len(migrations.names()))
+            with guard(conn, "merge"):
+                applier = Applier(conn, schema, source=f"merge {path.name}")
+                try:
+                    for batch in _batches(conn, schema):
+                        applier.apply(batch)
+                except Bad as exc:
+                    raise DatabaseError(f"{path}: {exc}; nothing was merged") from None
+                except sqlite3.Error as exc:
+                    raise translate(exc, str(path)) from exc
+                applier.finish()
+            _queue(conn, schema)
     finally:
         conn.execute("DETACH DATABASE other")
-    return result
-
-
-def _merge_tombstones(conn: sqlite3.Connection) -> int:
-    """Take the other file's tombstones and delete here what any tombstone names.
-
-    A deleted conversation takes every response in it along, also responses
-    this file added to it that the deleting machine never saw.
-    """
-    conn.execute(
-        "INSERT INTO main.tombstones (tbl, key, hlc) SELECT tbl, key, hlc FROM other.tombstones WHERE true "
-        "ON CONFLICT (tbl, key) DO UPDATE SET hlc = max(hlc, excluded.hlc)"
+    return MergeResult(
+        {t.name: applier.added.get(t.name, 0) for t in present(conn) if t.name in schema.tables},
+        applier.changed, applier.deleted, len(applier.conflicts),
     )
-    doomed = (f"SELECT id FROM main.responses WHERE id IN ({_DEAD_RESPONSES}) "
-              f"OR conversation_id IN ({_DEAD_CONVERSATIONS})")
-    conn.execute(f"DELETE FROM main.parts WHERE response_id IN ({doomed})")
-    deleted = conn.execute(f"DELETE FROM main.responses WHERE id IN ({doomed})").rowcount
-    deleted += conn.execute(f"DELETE FROM main.conversations WHERE id IN ({_DEAD_CONVERSATIONS})").rowcount
-    conn.execute(f"DELETE FROM main.template_versions WHERE template_id IN ({_DEAD_TEMPLATES})")
-    deleted += conn.execute(f"DELETE FROM main.templates WHERE id IN ({_DEAD_TEMPLATES})").rowcount
-    conn.execute("DELETE FROM main.attachments WHERE id NOT IN "
-                 "(SELECT attachment_id FROM main.parts WHERE attachment_id IS NOT NULL)")
-    return deleted
 
 
-def _merge_names(conn: sqlite3.Connection) -> int:
-    """Last writer wins per conversation name, by HLC (then by name, for a copied file)."""
-    return conn.execute(
-        "UPDATE main.conversations SET name = o.name, name_hlc = o.name_hlc "
-        "FROM other.conversations AS o "
-        "WHERE o.id = main.conversations.id AND (o.name_hlc > main.conversations.name_hlc "
-        "OR (o.name_hlc = main.conversations.name_hlc "
-        "AND coalesce(o.name, '') > coalesce(main.conversations.name, '')))"
-    ).rowcount
+def _batches(conn: sqlite3.Connection, schema: Schema) -> Iterator[Checked]:
+    """The other file's tombstones, then its rows table by table, as checked batches."""
+    cur = conn.execute("SELECT tbl, key, hlc FROM other.tombstones")
+    while rows := cur.fetchmany(BATCH):
+        batch = Checked(schema)
+        for tbl, key, stamp in rows:
+            try:
+                batch.dels.append(check_del(tbl, key, stamp))
+            except Bad as exc:
+                raise Bad(f"tombstones: {exc}") from None
+        yield batch
+    theirs = {t.name for t in present(conn, "other")}
+    for table in present(conn):
+        if table.name not in theirs or table.name not in schema.tables:
+            continue  # the other file predates this table
+        yield from _table_batches(conn, schema, table)
 
 
-def _observe(conn: sqlite3.Connection, seen: str | None, path: Path) -> None:
-    """Move our clock past the other file's, unless its clock is far in the future."""
-    if seen and not hlc.plausible(seen):
-        raise DatabaseError(f"{path} holds edits stamped far in the future ({seen.split('.')[0]} ms): "
-                            "the clock of the machine that wrote it is wrong; nothing was merged")
-    hlc.observe(conn, seen)
+def _table_batches(conn: sqlite3.Connection, schema: Schema, table: SyncedTable) -> Iterator[Checked]:
+    order = schema.columns[table.name]
+    live = {r[1] for r in conn.execute(f"PRAGMA other.table_info({table.name})")}
+    picked = [c for c in order if c in live]
+    fill = defaults(table, order)
+    where = [picked.index(c) if c in live else -1 for c in order]
+    cur = conn.execute(f"SELECT {', '.join(picked)} FROM other.{table.name}")
+    while rows := cur.fetchmany(BATCH):
+        if len(picked) != len(order):
+            rows = [tuple(r[i] if i >= 0 else d for i, d in zip(where, fill, strict=True)) for r in rows]
+        try:
+            check_rows(schema, table, rows)
+        except Bad as exc:
+            key = ", ".join(str(rows[exc.index][order.index(k)]) for k in table.key)
+            raise Bad(f"{table.name} row {key[:80]}: {exc}") from None
+        yield Checked(schema, rows={table.name: rows})
+
+
+def _queue(conn: sqlite3.Connection, schema: Schema) -> None:
+    """Queue, for every remote, the keys of the other file's rows that are here now."""
+    theirs = {t.name for t in present(conn, "other")}
+    for table in present(conn):
+        if table.name not in theirs or table.name not in schema.tables:
+            continue
+        join = " AND ".join(f"m.{k} = o.{k}" for k in table.key)
+        conn.execute(
+            f"INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) "
+            f"SELECT r.name, '{table.name}', {key_sql(table, 'm')} FROM other.{table.name} o "
+            f"JOIN main.{table.name} m ON {join} CROSS JOIN main.sync_remotes r"
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) "
+        "SELECT r.name, 'tombstones', json_array(m.tbl, m.key) FROM other.tombstones o "
+        "JOIN main.tombstones m ON m.tbl = o.tbl AND m.key = o.key CROSS JOIN main.sync_remotes r"
+    )
+

@@ -4,71 +4,99 @@
    ETag is unchanged since last time.
 2. For each changed host: GET its head, then GET each changeset not yet
    applied, by constructed key. Nothing ever lists ``log/``.
-3. Check every changeset's sha256 against the hash chain, ending at the
-   head's sha256, before applying any of that host's.
+3. A changeset is applied once the hash chain vouches for it: the next
+   changeset names its sha256 as ``prev``, or, for the last one, the head
+   does. So at most two changesets are held at a time, and an interrupted
+   pull keeps every changeset it applied.
 4. Apply each changeset in one transaction that also records it as applied.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localfirst.errors import CorruptObject, RemoteError
+from localfirst.errors import CorruptObject, FormatTooNew, RemoteError
 
 from . import capture
-from .apply import apply_ops
-from .changeset import FormatTooNew, Schema, decode, peek_header, sha256
+from .apply import Applier, Conflict
+from .changeset import MAX_TEXT, decode, peek_header, sha256
+from .check import Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, host_of_head, log_key
 
-__all__ = ["pull_session", "Pulled"]
+__all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
+
+# The largest object a pull reads (a changeset is at most MAX_TEXT inflated;
+# compressed it is never much larger).
+MAX_OBJECT = MAX_TEXT + (1 << 20)
 
 
-def _fetch(s: Session, host: str, chain: Chain, head: tuple[int, str],
-           spool: Path) -> list[tuple[int, str, Path]]:
-    """The changesets after ``chain`` up to ``head``, checked against the hash chain.
+@dataclass
+class Pulled:
+    listing: dict[str, str]
+    hosts: int = 0
+    changesets: int = 0
+    rows: int = 0
+    errors: list[RemoteError] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
 
-    None can be applied before the whole chain up to the head checks out, so
-    each is kept in a file under ``spool`` meanwhile, not in memory: a new
-    machine may be pulling a long history with large attachments.
-    """
-    seq, head_sha = head
-    out: list[tuple[int, str, Path]] = []
-    prev = chain.sha256
+
+def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Chain, result: Pulled) -> None:
+    """Apply one changeset and record it, in one transaction."""
+    key = log_key(host, q)
+    _, batch = decode(body, schema, where=key)
+    with s.store.write() as conn:
+        with capture.guard(conn, "pull"):
+            applier = Applier(conn, schema, source=key)
+            applier.apply(batch)
+            applier.finish()
+        s.save_chain(host, chain)
+    result.rows += len(batch)
+    result.changesets += 1
+    result.conflicts += applier.conflicts
+
+
+def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled) -> None:
+    chain = s.chain(host)
+    head_seq, head_sha = s.read_head(host)
+    if head_seq < chain.seq or (head_seq == chain.seq and head_sha != chain.sha256):
+        raise CorruptObject(
+            f"the head of host {host} went back from changeset {chain.seq} to {head_seq}, or was replaced"
+        )
+    if head_seq == chain.seq:
+        with s.store.write():
+            s.save_chain(host, Chain(chain.seq, chain.sha256, head_seq, etag))
+        return
+    result.hosts += 1
     store = s.store_id()
-    for q in range(chain.seq + 1, seq + 1):
+    held: tuple[int, str, bytes] | None = None  # fetched, not yet vouched for
+    prev = chain.sha256
+    for q in range(chain.seq + 1, head_seq + 1):
         key = log_key(host, q)
-        body = s.remote.get(key)
+        body = s.remote.get(key, max_bytes=MAX_OBJECT)
         header = peek_header(body, key)
         if header.host != host or header.seq != q or header.store != store:
             raise CorruptObject(f"{key} does not belong there (it names host {header.host}, changeset {header.seq})")
         if header.prev != prev:
-            raise CorruptObject(f"{key} breaks the hash chain of host {host}: it was altered or replaced")
+            raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
+                                "or replaced")
+        if held is not None:
+            _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
+                   result)
+            s.tick(result.changesets, result.changesets + head_seq - q + 1)
         prev = sha256(body)
-        path = spool / f"{q:012d}"
-        path.write_bytes(body)
-        out.append((q, prev, path))
-    if prev != head_sha:
+        held = (q, prev, body)
+    if held is None or prev != head_sha:
         raise CorruptObject(
-            f"the changesets of host {host} do not match its head (changeset {seq}): one was altered or replaced"
+            f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"
         )
-    return out
-
-
-def _apply(s: Session, schema: Schema, host: str, item: tuple[int, str, Path], chain: Chain) -> int:
-    """Apply one changeset and record it, in one transaction; returns its row count."""
-    q, sha, path = item
-    body = path.read_bytes()
-    if sha256(body) != sha:
-        raise CorruptObject(f"the spooled copy of {log_key(host, q)} changed on disk; nothing of it was applied")
-    _, ops = decode(body, schema, where=log_key(host, q))
-    with s.store.write() as conn:
-        with capture.guard(conn, "pull"):
-            apply_ops(conn, ops, tables=schema.tables)
-        s.save_chain(host, chain)
-    return len(ops)
+    _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
+    s.tick(result.changesets, result.changesets)
 
 
 def pull_session(s: Session) -> Pulled:
@@ -84,8 +112,14 @@ def pull_session(s: Session) -> Pulled:
             changed.append((host, etag))
     if not changed:
         return Pulled(listing)
+    _remove_debris()
     s.store_id()
     schema = Schema(s.conn, s.schema_version)
+    server = s.remote.server_time()
+    if server is not None:
+        # A machine whose clock is behind judges other hosts' edits by the
+        # remote's clock instead, so it does not refuse them as "from the future".
+        schema.now_ms = max(time.time_ns() // 1_000_000, int(server * 1000))
     # Big pulls insert into several indexes: a larger page cache (64 MB,
     # this connection only) keeps them in memory.
     s.conn.execute("PRAGMA cache_size = -65536")
@@ -95,7 +129,7 @@ def pull_session(s: Session) -> Pulled:
             _pull_host(s, schema, host, etag, result)
         except ObjectMissing as exc:
             # A folder on a synced drive may get a head before the changesets
-            # it names: nothing of that host is applied, the next sync retries.
+            # it names: what came before is applied, the next sync goes on.
             result.errors.append(RemoteError(f"{exc} (named by the head of host {host}; not copied there yet?)"))
         except (CorruptObject, FormatTooNew) as exc:
             # One bad host does not hold back the others; the error is raised
@@ -104,32 +138,18 @@ def pull_session(s: Session) -> Pulled:
     return result
 
 
-@dataclass
-class Pulled:
-    listing: dict[str, str]
-    hosts: int = 0
-    changesets: int = 0
-    rows: int = 0
-    errors: list[RemoteError] = field(default_factory=list)
-
-
-def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled) -> None:
-    chain = s.chain(host)
-    head = s.read_head(host)
-    if head[0] < chain.seq or (head[0] == chain.seq and head[1] != chain.sha256):
-        raise CorruptObject(
-            f"the head of host {host} went back from changeset {chain.seq} to {head[0]}, or was replaced"
-        )
-    with tempfile.TemporaryDirectory(prefix="localfirst-pull-") as spool:
-        items = _fetch(s, host, chain, head, Path(spool))
-        if not items:
-            with s.store.write():
-                s.save_chain(host, Chain(chain.seq, chain.sha256, head[0], etag))
-            return
-        result.hosts += 1
-        for i, item in enumerate(items):
-            last = i == len(items) - 1
-            chain = Chain(item[0], item[1], head[0] if last else chain.head_seq, etag if last else chain.head_etag)
-            result.rows += _apply(s, schema, host, item, chain)
-            result.changesets += 1
-            s.tick(result.changesets, result.changesets + len(items) - i - 1)
+def _remove_debris(max_age: float = 3600) -> None:
+    """Remove spool folders that pulls of earlier versions left behind when they were killed."""
+    root = Path(tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return
+    cutoff = time.time() - max_age
+    for entry in entries:
+        if entry.name.startswith("localfirst-pull-"):
+            try:
+                if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except OSError:
+                continue

@@ -17,22 +17,26 @@ resumes from the pending row, whose bytes are identical.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
-from localfirst.errors import RemoteError
+from localfirst import hlc
+from localfirst.errors import ClockSkew, RemoteError
 
 from . import capture
-from .changeset import Header, encode, sha256
-from .collect import collect
+from .changeset import MAX_TEXT, Header, encode, sha256
+from .check import Schema
+from .collect import Held, collect
 from .remotes import ObjectExists, PreconditionFailed
 from .session import Session, check_own_head, fork_error, head_key, log_key
 
 __all__ = ["push_session", "MAX_KEYS"]
 
 # Keys per changeset (each key is one row, plus the attachments it carries),
-# and the size above which a changeset is built again with fewer keys.
+# and the size above which a changeset is built again with fewer keys (a
+# pull refuses one that inflates past MAX_TEXT).
 MAX_KEYS = 5000
-MAX_BYTES = 32_000_000
+MAX_BYTES = MAX_TEXT
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Pending:
     body: bytes
 
 
-def _next(s: Session) -> Pending | None:
+def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
     """The pending changeset, or the next one built from the oldest queued keys.
 
     Everything is read inside one write transaction, so two pushes of one
@@ -66,8 +70,9 @@ def _next(s: Session) -> Pending | None:
             batch = capture.outbox_batch(conn, s.name, limit=limit)
             if not batch:
                 return None
-            ops = collect(conn, batch)
+            ops, skipped = collect(conn, batch, schema)
             if not ops:
+                held += skipped
                 # Every queued row is gone without a tombstone: nothing to say.
                 conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, batch.max_id])
                 continue
@@ -76,11 +81,18 @@ def _next(s: Session) -> Pending | None:
                 store=store_id, host=s.host, seq=chain.seq + 1, prev=chain.sha256,
                 schema=s.schema_version, rows=len(ops),
             )
-            body = encode(header, ops)
-            if len(body) > MAX_BYTES and limit > 1:
-                # Large attachments: fewer rows in this changeset.
-                limit = max(1, limit // 4)
+            body, size = encode(header, ops, with_size=True)
+            if max(len(body), size) > MAX_BYTES:
+                if limit > 1:
+                    # Large attachments: fewer rows in this changeset.
+                    limit = max(1, limit // 4)
+                    continue
+                # One row larger than any changeset may be: it stays here.
+                key = next(iter(batch.keys.items()))
+                held.append((key[0], key[1][0], "too large for one changeset"))
+                conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, batch.max_id])
                 continue
+            held += skipped
             pending = Pending(s.host, header.seq, sha256(body), batch.max_id, len(ops), body)
             conn.execute(
                 "INSERT INTO sync_pending (remote, host, seq, sha256, outbox_max, rows, body) "
@@ -140,8 +152,52 @@ def _write_head(s: Session) -> None:
     raise RemoteError(f"{head_key(s.host)} keeps changing while pushing; try again")
 
 
-def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int, int]:
-    """Push everything queued; returns (changesets, rows) sent.
+# How far this machine's clock may be from the remote's before a push is
+# refused (S3 itself refuses requests 15 minutes off).
+MAX_SKEW_S = 600
+_now = time.time  # this machine's clock (a test sets it wrong)
+
+
+def _when(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+def check_clock(s: Session) -> None:
+    """Refuse to write when this machine's clock, or this database's, is off the remote's.
+
+    Edits are stamped with HLCs from this clock; other machines refuse those
+    more than a day ahead of theirs, so a push from a clock running days
+    ahead would succeed here and be refused everywhere else.
+    """
+    server = s.remote.server_time()
+    if server is None:
+        return
+    skew = _now() - server
+    if abs(skew) > MAX_SKEW_S:
+        side = "ahead of" if skew > 0 else "behind"
+        raise ClockSkew(
+            f"this machine's clock is {_when(skew)} {side} the clock of remote {s.name!r}; nothing was pushed. "
+            "Set the clock right (turn on network time) and sync again"
+        )
+    row = s.conn.execute("SELECT value FROM meta WHERE key = 'hlc'").fetchone()
+    if row is not None:
+        stamped = hlc.parse(row[0])[0] / 1000
+        if stamped > server + hlc.MAX_AHEAD_MS / 1000:
+            since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamped - hlc.MAX_AHEAD_MS / 1000))
+            raise ClockSkew(
+                f"this database stamped edits {_when(stamped - server)} ahead of the clock of remote {s.name!r} "
+                f"(its clock was wrong); other machines would refuse them until {since}. Nothing was pushed: "
+                "the edits stay here and go out by themselves once that time has come"
+            )
+
+
+def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int, int, list[Held]]:
+    """Push everything queued; returns (changesets, rows) sent and the rows held back.
 
     ``listing`` is the LIST of ``heads/`` a pull just made, so a sync does
     not list twice.
@@ -149,18 +205,22 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
     chain = s.chain(s.host)
     pending = s.conn.execute("SELECT 1 FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
     if pending is None and capture.pending_count(s.conn, s.name) == 0 and chain.head_seq >= chain.seq:
-        return 0, 0
+        return 0, 0, []
     s.store_id()
     if listing is None:
         listing = s.remote.list("heads/")
     check_own_head(s, listing, chain)
+    check_clock(s)
     sent = rows = 0
     total = capture.pending_count(s.conn, s.name)
-    while (p := _next(s)) is not None:
+    schema = Schema(s.conn, s.schema_version)
+    schema.now_ms = hlc.MAX_WALL_MS  # the receivers judge the clock; the clock check is before the first write
+    held: list[Held] = []
+    while (p := _next(s, schema, held)) is not None:
         _send(s, p)
         _done(s, p)
         sent += 1
         rows += p.rows
         s.tick(rows, max(total, rows))
     _write_head(s)
-    return sent, rows
+    return sent, rows, held

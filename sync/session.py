@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from localfirst import ids, migrations
-from localfirst.errors import CorruptObject, ForkDetected, RemoteError
+from localfirst.errors import CorruptObject, ForkDetected, FormatTooNew, RemoteError
 from localfirst.store import Store
 
-from .changeset import FORMAT, FormatTooNew, sha256
+from .changeset import FORMAT, sha256
 from .remotes import ObjectExists, ObjectInfo, ObjectMissing, Remote, RemoteConfig
 
 __all__ = ["Session", "Chain", "head_key", "log_key", "host_of_head", "fork_error"]
@@ -71,15 +71,20 @@ class Counting:
         self.requests += 1
         return self.inner.list(prefix)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         self.requests += 1
-        data = self.inner.get(key)
+        data = self.inner.get(key, max_bytes=max_bytes)
         self.bytes_received += len(data)
         return data
 
     def head(self, key: str) -> ObjectInfo:
         self.requests += 1
         return self.inner.head(key)
+
+    def server_time(self) -> float | None:
+        """The remote's clock at its last answer (no request)."""
+        clock = getattr(self.inner, "server_time", None)
+        return clock() if clock is not None else None
 
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
         self.requests += 1

@@ -63,10 +63,13 @@ class CountingRemote:
         self.keys.append(("list", prefix))
         return self.inner.list(prefix)
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         self.calls["get"] += 1
         self.keys.append(("get", key))
-        return self.inner.get(key)
+        return self.inner.get(key, max_bytes=max_bytes)
+
+    def server_time(self) -> float | None:
+        return self.inner.server_time()
 
     def head(self, key: str) -> ObjectInfo:
         self.calls["head"] += 1
@@ -103,9 +106,9 @@ class CrashingRemote(CountingRemote):
         self.calls["list"] += 1
         return self._maybe(self.inner.list, prefix)  # type: ignore[no-any-return]
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         self.calls["get"] += 1
-        return self._maybe(self.inner.get, key)  # type: ignore[no-any-return]
+        return self._maybe(self.inner.get, key, max_bytes=max_bytes)  # type: ignore[no-any-return]
 
     def head(self, key: str) -> ObjectInfo:
         self.calls["head"] += 1

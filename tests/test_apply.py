@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import time
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from synctools import dump, new_store
 
-from localfirst import hlc
+from localfirst import hlc, migrations
 from localfirst.store import Store
 from sync import capture
 from sync.apply import apply_ops
 from sync.changeset import Op
-from sync.tables import present
+from sync.check import Schema
 
 HOST = "01h" + "0" * 20 + "hst"
 RIDS = ["01h" + "0" * 22 + c for c in "0123"]
 CIDS = ["01h" + "1" * 22 + c for c in "01"]
-ATTS = [c * 64 for c in "ab"]
+ATTS = [hashlib.sha256(c.encode()).hexdigest() for c in "ab"]
+CONTENT = dict(zip(ATTS, [b"a", b"b"], strict=True))
+T = "2026-11-30T12:00:00.000000Z"
+SOON = time.time_ns() // 1_000_000 + 3_600_000  # an hour ahead: far enough, yet plausible
 
 
 def stamp(ms: int, counter: int) -> str:
@@ -29,12 +34,12 @@ def stamp(ms: int, counter: int) -> str:
 def put_response(i: int) -> list[Op]:
     rid, cid, att = RIDS[i], CIDS[i % 2], ATTS[i % 2]
     return [
-        ("set", "conversations", {"id": cid, "name": None, "model": "m", "created_utc": "t", "name_hlc": ""},
+        ("set", "conversations", {"id": cid, "name": None, "model": "m", "created_utc": T, "name_hlc": ""},
          None, None),
-        ("put", "attachments", {"id": att, "mime_type": None, "size": 1, "content": att[:1].encode(),
+        ("put", "attachments", {"id": att, "mime_type": None, "size": 1, "content": CONTENT[att],
                                 "path": None, "url": None}, None, None),
         ("put", "responses", {"id": rid, "conversation_id": cid, "model": "m", "prompt": f"p{i}",
-                              "response": f"r{i}", "datetime_utc": f"t{i}"}, None, None),
+                              "response": f"r{i}", "datetime_utc": f"2026-11-30T12:00:0{i}.000000Z"}, None, None),
         ("put", "parts", {"response_id": rid, "ordinal": 0, "role": "user", "type": "attachment",
                           "attachment_id": att}, None, None),
         ("put", "parts", {"response_id": rid, "ordinal": 1, "role": "assistant", "type": "text", "text": "x"},
@@ -56,7 +61,7 @@ def op_lists(draw: Any) -> list[list[Op]]:
         elif kind == "rename":
             cid = draw(st.sampled_from(CIDS))
             groups.append([("set", "conversations", {"id": cid, "name": f"name {counter}", "model": "m",
-                                                     "created_utc": "t", "name_hlc": stamp(ms, counter)},
+                                                     "created_utc": T, "name_hlc": stamp(ms, counter)},
                             None, None)])
         elif kind == "del_r":
             groups.append([("del", "responses", None, draw(st.sampled_from(RIDS)), stamp(ms, counter))])
@@ -70,7 +75,7 @@ def op_lists(draw: Any) -> list[list[Op]]:
 def apply_all(store: Store, changesets: list[list[Op]]) -> None:
     for ops in changesets:
         with store.write() as conn, capture.guard(conn, "test"):
-            apply_ops(conn, ops, tables=frozenset(t.name for t in present(conn)))
+            apply_ops(conn, ops, schema=Schema(conn, len(migrations.names())))
 
 
 @settings(max_examples=40, deadline=None)
@@ -108,9 +113,9 @@ def test_a_deleted_key_never_comes_back(changesets: list[list[Op]]) -> None:
 
 
 def test_last_writer_wins_per_name_whatever_arrives_first() -> None:
-    older = [("set", "conversations", {"id": CIDS[0], "name": "old", "model": None, "created_utc": "t",
+    older = [("set", "conversations", {"id": CIDS[0], "name": "old", "model": None, "created_utc": T,
                                        "name_hlc": stamp(1, 0)}, None, None)]
-    newer = [("set", "conversations", {"id": CIDS[0], "name": "new", "model": None, "created_utc": "t",
+    newer = [("set", "conversations", {"id": CIDS[0], "name": "new", "model": None, "created_utc": T,
                                        "name_hlc": stamp(2, 0)}, None, None)]
     for order in ([older, newer], [newer, older]):
         store = new_store()
@@ -119,9 +124,9 @@ def test_last_writer_wins_per_name_whatever_arrives_first() -> None:
 
 
 def test_equal_hlcs_pick_the_same_name_everywhere() -> None:
-    one = [("set", "conversations", {"id": CIDS[0], "name": "apple", "model": None, "created_utc": "t",
+    one = [("set", "conversations", {"id": CIDS[0], "name": "apple", "model": None, "created_utc": T,
                                      "name_hlc": stamp(1, 0)}, None, None)]
-    two = [("set", "conversations", {"id": CIDS[0], "name": "pear", "model": None, "created_utc": "t",
+    two = [("set", "conversations", {"id": CIDS[0], "name": "pear", "model": None, "created_utc": T,
                                      "name_hlc": stamp(1, 0)}, None, None)]
     for order in ([one, two], [two, one]):
         store = new_store()
@@ -142,9 +147,9 @@ def test_a_deleted_conversation_takes_responses_added_elsewhere() -> None:
 
 def test_the_local_clock_moves_past_every_applied_hlc() -> None:
     store = new_store()
-    future = hlc.format_hlc(9_000_000_000_000, 7, HOST)
+    future = hlc.format_hlc(SOON, 7, HOST)
     apply_all(store, [[("set", "conversations", {"id": CIDS[0], "name": "far", "model": None,
-                                                  "created_utc": "t", "name_hlc": future}, None, None)]])
+                                                  "created_utc": T, "name_hlc": future}, None, None)]])
     store.rename_conversation(CIDS[0], "mine, made later")
     name, stamp_now = store.conn.execute("SELECT name, name_hlc FROM conversations").fetchone()
     assert name == "mine, made later" and stamp_now > future
@@ -152,15 +157,15 @@ def test_the_local_clock_moves_past_every_applied_hlc() -> None:
 
 def test_the_local_clock_moves_past_applied_deletions_and_template_versions() -> None:
     store = new_store()
-    deleted_at = hlc.format_hlc(8_000_000_000_000, 3, HOST)
+    deleted_at = hlc.format_hlc(SOON, 3, HOST)
     apply_all(store, [[("del", "responses", None, RIDS[0], deleted_at)]])
     with store.write() as conn:
         assert hlc.tick(conn) > deleted_at
-    edited_at = hlc.format_hlc(8_500_000_000_000, 1, HOST)
+    edited_at = hlc.format_hlc(SOON + 1000, 1, HOST)
     apply_all(store, [[
-        ("put", "templates", {"id": CIDS[1], "name": "t", "created_utc": "x"}, None, None),
+        ("put", "templates", {"id": CIDS[1], "name": "t", "created_utc": T}, None, None),
         ("put", "template_versions", {"id": RIDS[3], "template_id": CIDS[1], "hlc": edited_at,
-                                      "prompt": "p", "created_utc": "x"}, None, None),
+                                      "prompt": "p", "created_utc": T}, None, None),
     ]])
     with store.write() as conn:
         assert hlc.tick(conn) > edited_at

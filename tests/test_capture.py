@@ -103,13 +103,21 @@ def test_a_crash_inside_the_guard_leaves_no_guard(db_path: Path, tmp_path: Path)
     assert len(queued(store)) == 3
 
 
-def test_merged_rows_are_not_queued(tmp_path: Path) -> None:
+def test_merged_rows_are_queued_for_every_remote_but_not_by_the_triggers(tmp_path: Path) -> None:
     other = new_store(tmp_path / "other.db")
-    log(other, "from elsewhere")
-    other.delete([log(other, "gone")])
+    kept = log(other, "from elsewhere")
+    gone = log(other, "gone")
+    other.delete([gone])
     other.close()
     store = new_store()
     sync.add_remote(store, "origin", f"file://{tmp_path}/r")
+    sync.add_remote(store, "backup", f"file://{tmp_path}/b")
     result = sync.merge_database(store, tmp_path / "other.db")
     assert result.added["responses"] == 1
-    assert queued(store) == []
+    for remote in ("origin", "backup"):
+        rows = queued(store, remote)
+        assert ("responses", kept) in rows
+        assert ("tombstones", f'["responses","{gone}"]') in rows
+        assert ("responses", gone) not in rows
+        assert len(rows) == len(set(rows)) == 5  # conversation, response, part, tombstone... once each
+    assert store.conn.execute("SELECT count(*) FROM sync_guard").fetchone()[0] == 0

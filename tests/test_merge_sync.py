@@ -53,8 +53,8 @@ def test_tombstones_win_and_the_latest_name_wins(tmp_path: Path) -> None:
 
 
 def test_merge_and_sync_agree(tmp_path: Path) -> None:
-    """A store that got rows by sync and one that merged its file end the same,
-    and the merging store does not push the merged rows as its own."""
+    """A store that got rows by sync and one that merged its file end the same;
+    pushing again what the remote already has changes nothing anywhere."""
     url = f"file://{tmp_path}/remote"
     a, _ = _two(tmp_path)
     got_by_sync = new_store(tmp_path / "synced.db")
@@ -65,8 +65,25 @@ def test_merge_and_sync_agree(tmp_path: Path) -> None:
     sync.sync(got_by_sync)
     got_by_sync.close()
     sync.merge_database(got_by_merge, tmp_path / "synced.db")
-    assert got_by_merge.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
-    assert sync.push(got_by_merge).changesets == 0
     assert dump(got_by_merge) == dump(a)
-    sync.sync(got_by_merge)  # pulling what it merged changes nothing
+    sync.sync(got_by_merge)  # pulling what it merged, and pushing it again, changes nothing
     assert dump(got_by_merge) == dump(a)
+    sync.sync(a)
+    assert dump(a) == dump(got_by_merge)
+
+
+def test_rows_merged_on_a_syncing_machine_reach_every_other_machine(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/remote"
+    old = new_store(tmp_path / "old-laptop.db")
+    kept = log(old, "from the old laptop", attachment=b"old bytes")
+    old.delete([log(old, "deleted on the old laptop")])
+    old.close()
+    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    for s in (a, b):
+        sync.add_remote(s, "origin", url)
+        sync.sync(s)
+    sync.merge_database(a, tmp_path / "old-laptop.db")
+    sync.sync(a)
+    sync.sync(b)
+    assert b.get_response(kept).prompt == "from the old laptop"
+    assert dump(a) == dump(b)

@@ -261,3 +261,37 @@ def test_a_deleted_response_id_cannot_be_logged_again(fresh_store):
     with pytest.raises(BadInput, match="deleted"):
         fresh_store.log(Response(model="m", prompt="back again", id=rid))
     assert fresh_store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 0
+
+
+def test_a_rolled_back_batch_leaves_the_callers_objects_ready_for_a_retry(fresh_store):
+    first = Response(model="m", prompt="one", parts=[Part(type="text", role="assistant", text="hi")])
+    clash = Response(model="m", prompt="two", id="01h" + "7" * 23)
+    twin = Response(model="m", prompt="three", id="01h" + "7" * 23)
+    with pytest.raises(BadInput):
+        fresh_store.log_many([first, clash, twin])
+    assert first.id in ("", None) and first.conversation_id is None and first.datetime_utc is None
+    assert first.response is None
+    ids = fresh_store.log_many([first, clash])
+    assert ids == [first.id, clash.id] and first.response == "hi" and first.conversation_id
+    assert [r.prompt for r in fresh_store.list_responses(count=0)] == ["one", "two"]
+
+
+def test_deleting_a_conversation_takes_a_response_logged_after_the_selection(fresh_store):
+    """`logs rm --conversation` selects, asks, then deletes: what was logged meanwhile goes too."""
+    rid = fresh_store.log(Response(model="m", prompt="first"))
+    cid = fresh_store.get_response(rid).conversation_id
+    chosen = fresh_store.select_for_delete(conversation_id=cid)
+    late = fresh_store.log(Response(model="m", prompt="logged while the user read the prompt",
+                                    conversation_id=cid))
+    assert fresh_store.delete(chosen, conversation_id=cid) == 2
+    assert fresh_store.list_responses(count=0) == []
+    dead = {k for (k,) in fresh_store.conn.execute("SELECT key FROM tombstones")}
+    assert {rid, cid} <= dead and late not in {r.id for r in fresh_store.list_responses(count=0)}
+
+
+def test_delete_before_selects_inside_its_transaction(fresh_store):
+    old = fresh_store.log(Response(model="m", prompt="old", datetime_utc="2020-01-01T00:00:00.000000Z"))
+    fresh_store.log(Response(model="m", prompt="new"))
+    assert fresh_store.delete(before="2021-01-01T00:00:00.000000Z") == 1
+    assert [r.prompt for r in fresh_store.list_responses(count=0)] == ["new"]
+    assert fresh_store.conn.execute("SELECT key FROM tombstones").fetchall() == [(old,)]

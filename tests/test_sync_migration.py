@@ -17,10 +17,11 @@ def test_history_written_before_the_upgrade_syncs(tmp_path: Path) -> None:
     conn.execute("BEGIN IMMEDIATE")
     migrations.apply(conn, stop_before="m020_sync")
     conn.execute("COMMIT")
-    conn.execute("INSERT INTO conversations (id, created_utc) VALUES ('01h00000000000000000000c0d', 't')")
+    when = "2026-01-01T00:00:00.000000Z"
+    conn.execute("INSERT INTO conversations (id, created_utc) VALUES ('01h00000000000000000000c0d', ?)", [when])
     conn.execute(
         "INSERT INTO responses (id, conversation_id, model, prompt, datetime_utc) "
-        "VALUES ('01h00000000000000000000r0d', '01h00000000000000000000c0d', 'm', 'old', 't')"
+        "VALUES ('01h00000000000000000000r0d', '01h00000000000000000000c0d', 'm', 'old', ?)", [when]
     )
     old = Store(conn, path=str(tmp_path / "old.db"))
     names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'sync_%'")]

@@ -29,14 +29,17 @@ def with_templates(store: Store) -> Store:
     return store
 
 
+WHEN = "2026-01-01T00:00:00.000000Z"
+
+
 def add_version(store: Store, template_id: str | None, prompt: str) -> str:
     with store.write() as conn:
         if template_id is None:
             template_id = ids.new_id()
-            conn.execute("INSERT INTO templates (id, name, created_utc) VALUES (?, 'summary', 't')", [template_id])
+            conn.execute("INSERT INTO templates (id, name, created_utc) VALUES (?, 'summary', ?)", [template_id, WHEN])
         conn.execute(
-            "INSERT INTO template_versions (id, template_id, hlc, prompt, created_utc) VALUES (?, ?, ?, ?, 't')",
-            [ids.new_id(), template_id, hlc.tick(conn), prompt],
+            "INSERT INTO template_versions (id, template_id, hlc, prompt, created_utc) VALUES (?, ?, ?, ?, ?)",
+            [ids.new_id(), template_id, hlc.tick(conn), prompt, WHEN],
         )
     return template_id
 
