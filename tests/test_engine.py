@@ -473,3 +473,47 @@ def test_two_pushes_of_one_store_at_once_send_each_changeset_once(tmp_path: Path
     assert {r.prompt for r in reader.list_responses(count=0)} == {"hello", "one", "two"}
     _check_log(tmp_path / "remote", first.host_id)
     assert first.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+
+
+def test_an_interrupted_first_pull_keeps_what_it_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"file://{tmp_path}/remote"
+    writer, _ = machine(url)
+    reader, _ = machine(url)
+    monkeypatch.setattr(push_module, "MAX_KEYS", 1)
+    for i in range(4):
+        log(writer, f"p{i}")
+    assert sync.push(writer).changesets == 12  # a conversation, a response and a part each
+    monkeypatch.undo()
+    # LIST heads, GET format.json, GET head, then GET changesets 1..12: crash on the GET of changeset 6.
+    crashing = CrashingRemote(open_remote(sync.get_remote(reader)), at=9, after=False)
+    with pytest.raises(Crash):
+        sync.pull(reader, client=crashing)
+    applied = reader.conn.execute("SELECT seq FROM sync_chain WHERE host = ?", [writer.host_id]).fetchone()[0]
+    assert applied == 4  # changeset 5 was fetched, but not yet vouched for by the next one
+    counting = CountingRemote(open_remote(sync.get_remote(reader)))
+    assert sync.pull(reader, client=counting).changesets == 8
+    assert [k for op, k in counting.keys if op == "get" and k.startswith("log/")] == [
+        log_key(writer.host_id, q) for q in range(5, 13)]
+    assert dump(reader) == dump(writer)
+
+
+def test_spool_folders_left_by_killed_pulls_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+    import time
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    old = tmp_path / "tmp" / "localfirst-pull-abc123"
+    fresh = tmp_path / "tmp" / "localfirst-pull-def456"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "000000000001").write_bytes(b"x")
+    hours_ago = time.time() - 7200
+    os.utime(old, (hours_ago, hours_ago))
+    url = f"file://{tmp_path}/remote"
+    a, _ = machine(url)
+    b, _ = machine(url)
+    log(a, "x")
+    sync.sync(a)
+    sync.sync(b)
+    assert not old.exists() and fresh.exists()  # a live pull's folder is left alone
