@@ -34,7 +34,7 @@ from operator import itemgetter
 from typing import Any
 
 from localfirst import hlc
-from localfirst.registry import BY_NAME, TABLES, SyncedTable, bury, remove_orphans
+from localfirst.registry import BY_NAME, TABLES, SyncedTable, bury, key_sql, remove_orphans
 from localfirst.timeutil import now_utc
 
 from .changeset import Op, check_ops, value_out
@@ -82,6 +82,7 @@ class _Plan:
     differ: str
     fresh: str  # counts staged rows whose key is not here yet
     newer: str  # counts staged rows that win a last-writer-wins field
+    queue: str  # queues the staged rows' keys for every remote
 
 
 def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
@@ -121,6 +122,8 @@ def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
         stamp_at=tuple(i for i, c in enumerate(cols) if c in table.stamps),
         carries_at=tuple((cols.index(c), t) for c, t in table.carries.items() if c in cols),
         insert=insert, stage=stage, differ=differ, fresh=fresh, newer=newer,
+        queue=(f"INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) SELECT r.name, '{table.name}', "
+               f"{key_sql(table, 's')} FROM temp.{stage} s CROSS JOIN main.sync_remotes r"),
     )
 
 
@@ -136,6 +139,9 @@ class Applier:
     conn: sqlite3.Connection
     schema: Schema
     source: str = ""
+    #: queue every row and tombstone applied for every remote (a merge: what
+    #: came from a file reaches the other machines through this one)
+    queue: bool = False
     conflicts: list[Conflict] = field(default_factory=list)
     #: rows inserted, per table; fields changed by last writer wins; rows deleted
     added: dict[str, int] = field(default_factory=dict)
@@ -150,6 +156,12 @@ class Applier:
             self.source = source
         if batch.dels:
             self.deleted += sum(bury(self.conn, batch.dels, tables=self.schema.tables, orphans=False).values())
+            if self.queue:
+                self.conn.executemany(
+                    "INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) "
+                    "SELECT name, 'tombstones', json_array(?, ?) FROM sync_remotes",
+                    [(tbl, key) for tbl, key, _ in batch.dels],
+                )
             self._newest = max(self._newest, max(d[2] for d in batch.dels))
             self._orphans = None  # a deletion may orphan any attachment
         for table in TABLES:
@@ -164,16 +176,17 @@ class Applier:
             hlc.observe(self.conn, self._newest)
             self._newest = ""
 
-    def _plan_for(self, table: SyncedTable) -> _Plan:
-        plan = self._plans.get(table.name)
-        if plan is None:
+    def __post_init__(self) -> None:
+        # Every staging table is made before anything is read: creating one
+        # while a merge's SELECT on the other file is open would abort it.
+        for table in TABLES:
             cols = self.schema.columns[table.name]
-            self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_plan(table, cols).stage} ({', '.join(cols)})")
-            plan = self._plans[table.name] = _plan(table, cols)
-        return plan
+            if table.name in self.schema.tables and cols:
+                plan = self._plans[table.name] = _plan(table, cols)
+                self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {plan.stage} ({', '.join(cols)})")
 
     def _apply_table(self, table: SyncedTable, rows: list[tuple[Any, ...]]) -> None:
-        plan = self._plan_for(table)
+        plan = self._plans[table.name]
         rows = self._alive(plan, rows)
         key = itemgetter(*plan.key_at)
         while rows:
@@ -201,6 +214,8 @@ class Applier:
                 conn.execute(plan.insert)
             else:
                 added = conn.execute(plan.insert).rowcount
+            if self.queue:
+                conn.execute(plan.queue)
         finally:
             conn.execute(f"DELETE FROM temp.{plan.stage}")
         name = plan.table.name

@@ -23,7 +23,7 @@ from pathlib import Path
 from localfirst import migrations
 from localfirst.db import check_schema, connect, translate
 from localfirst.errors import BadInput, DatabaseError, NotADatabase
-from localfirst.registry import SyncedTable, key_sql, present
+from localfirst.registry import SyncedTable, present
 from localfirst.store import Store
 
 from .apply import Applier
@@ -102,7 +102,7 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
         with store.write():
             schema = Schema(conn, len(migrations.names()))
             with guard(conn, "merge"):
-                applier = Applier(conn, schema, source=f"merge {path.name}")
+                applier = Applier(conn, schema, source=f"merge {path.name}", queue=True)
                 try:
                     for batch in _batches(conn, schema):
                         applier.apply(batch)
@@ -111,7 +111,6 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
                 except sqlite3.Error as exc:
                     raise translate(exc, str(path)) from exc
                 applier.finish()
-            _queue(conn, schema)
     finally:
         conn.execute("DETACH DATABASE other")
     return MergeResult(
@@ -121,8 +120,15 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
 
 
 def _batches(conn: sqlite3.Connection, schema: Schema) -> Iterator[Checked]:
-    """The other file's tombstones, then its rows table by table, as checked batches."""
-    cur = conn.execute("SELECT tbl, key, hlc FROM other.tombstones")
+    """The other file's tombstones, then its rows table by table, as checked batches.
+
+    What this file already holds as it is (the same row, an equal or newer
+    tombstone) is left out by SQL: merging a file again reads almost nothing.
+    """
+    cur = conn.execute(
+        "SELECT tbl, key, hlc FROM other.tombstones o WHERE NOT EXISTS (SELECT 1 FROM main.tombstones m "
+        "WHERE m.tbl = o.tbl AND m.key = o.key AND m.hlc >= o.hlc)"
+    )
     while rows := cur.fetchmany(BATCH):
         batch = Checked(schema)
         for tbl, key, stamp in rows:
@@ -144,7 +150,11 @@ def _table_batches(conn: sqlite3.Connection, schema: Schema, table: SyncedTable)
     picked = [c for c in order if c in live]
     fill = defaults(table, order)
     where = [picked.index(c) if c in live else -1 for c in order]
-    cur = conn.execute(f"SELECT {', '.join(picked)} FROM other.{table.name}")
+    join = " AND ".join(f"m.{c} = o.{c}" if c in table.key else f"m.{c} IS o.{c}" for c in picked)
+    cur = conn.execute(
+        f"SELECT {', '.join('o.' + c for c in picked)} FROM other.{table.name} o "
+        f"WHERE NOT EXISTS (SELECT 1 FROM main.{table.name} m WHERE {join})"
+    )
     while rows := cur.fetchmany(BATCH):
         if len(picked) != len(order):
             rows = [tuple(r[i] if i >= 0 else d for i, d in zip(where, fill, strict=True)) for r in rows]
@@ -154,23 +164,3 @@ def _table_batches(conn: sqlite3.Connection, schema: Schema, table: SyncedTable)
             key = ", ".join(str(rows[exc.index][order.index(k)]) for k in table.key)
             raise Bad(f"{table.name} row {key[:80]}: {exc}") from None
         yield Checked(schema, rows={table.name: rows})
-
-
-def _queue(conn: sqlite3.Connection, schema: Schema) -> None:
-    """Queue, for every remote, the keys of the other file's rows that are here now."""
-    theirs = {t.name for t in present(conn, "other")}
-    for table in present(conn):
-        if table.name not in theirs or table.name not in schema.tables:
-            continue
-        join = " AND ".join(f"m.{k} = o.{k}" for k in table.key)
-        conn.execute(
-            f"INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) "
-            f"SELECT r.name, '{table.name}', {key_sql(table, 'm')} FROM other.{table.name} o "
-            f"JOIN main.{table.name} m ON {join} CROSS JOIN main.sync_remotes r"
-        )
-    conn.execute(
-        "INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) "
-        "SELECT r.name, 'tombstones', json_array(m.tbl, m.key) FROM other.tombstones o "
-        "JOIN main.tombstones m ON m.tbl = o.tbl AND m.key = o.key CROSS JOIN main.sync_remotes r"
-    )
-

@@ -290,3 +290,16 @@ def test_merge_refuses_a_clock_far_in_the_future(tmp_path):
     with pytest.raises(DatabaseError, match="future"):
         merge_database(a, b.path)
     assert canonical(a) == before
+
+
+def test_a_merge_larger_than_one_batch(tmp_path, monkeypatch):
+    """The other file is read in batches while this one is written: every batch lands."""
+    from sync import merge as merge_module
+
+    monkeypatch.setattr(merge_module, "BATCH", 7)
+    a, b = new_store(tmp_path / "a.db"), new_store(tmp_path / "b.db")
+    b.log_many([Response(model="m", prompt=f"p{i}", parts=[Part(type="text", text=f"r{i}")]) for i in range(40)])
+    result = merge_database(a, b.path)
+    assert result.added["responses"] == 40 and result.added["parts"] == 40
+    assert canonical(a)["responses"] == canonical(b)["responses"]
+    assert merge_database(a, b.path).total == 0
