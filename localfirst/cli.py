@@ -731,6 +731,47 @@ def sync_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_
     _show(result, json_output)
 
 
+@app.command("compact")
+def compact_command(
+    remote: Optional[str] = _REMOTE_ARG,
+    margin: str = typer.Option("7d", "--margin", metavar="DURATION",
+                               help="Delete only what a snapshot at least this old holds (7d, 12h, 0)."),
+    purge: bool = typer.Option(False, "--purge", help="Margin zero, and remove every older snapshot: deleted rows "
+                                                      "leave the remote."),
+    json_output: bool = _JSON_OPT,
+) -> None:
+    """Write a snapshot of the remote, then delete the changesets and snapshots it supersedes."""
+    import sync
+    from sync.compaction import parse_duration
+
+    seconds = parse_duration(margin)
+    _show(sync.compact(open_store(), remote, margin=seconds, purge=purge), json_output)
+
+
+@app.command("verify")
+def verify_command(
+    remote: Optional[str] = _REMOTE_ARG,
+    read_data_subset: Optional[float] = typer.Option(
+        None, "--read-data-subset", metavar="PERCENT", min=0, max=100,
+        help="Read this share of objects in full (default: names, sizes and stored hashes only)."),
+    local: bool = typer.Option(False, "--local", help="Also check this database: integrity, search index, "
+                                                       "capture triggers."),
+    json_output: bool = _JSON_OPT,
+) -> None:
+    """Prove that a remote is whole (exit 0), or list what is damaged (exit 1). Repairs nothing."""
+    import sync
+
+    found = sync.verify(open_store(), remote, share=(read_data_subset or 0) / 100, local=local)
+    if json_output:
+        _print_json(found.to_json())
+    else:
+        for p in found.problems:
+            typer.echo(f"{p.object}: {p.what}")
+        typer.echo(found.summary())
+    if found.problems:
+        raise typer.Exit(1)
+
+
 @remote_app.command("add")
 def remote_add(
     name: str = typer.Argument(..., help="A short name for the remote."),

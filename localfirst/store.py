@@ -625,7 +625,17 @@ class Store:
             if before is not None:
                 rids += [r[0] for r in conn.execute("SELECT id FROM responses WHERE datetime_utc < ?", [before])]
             stamp = hlc.tick(conn)
-            dead = [("responses", rid, stamp) for rid in dict.fromkeys(rids)]
+            rids = list(dict.fromkeys(rids))
+            # A conversation is named after its first prompt: a name that
+            # quotes a deleted prompt goes too, or the text would live on in it.
+            named = conn.execute(
+                "SELECT c.id, c.name, r.prompt FROM conversations c JOIN responses r ON r.conversation_id = c.id "
+                "WHERE r.id IN (SELECT value FROM json_each(?)) AND c.name IS NOT NULL", [json.dumps(rids)]
+            ).fetchall()
+            quoting = {c for c, name, prompt in named if name == conversation_name(prompt)}
+            conn.executemany("UPDATE conversations SET name = NULL, name_hlc = ? WHERE id = ?",
+                             [(stamp, c) for c in sorted(quoting)])
+            dead = [("responses", rid, stamp) for rid in rids]
             if cid is not None:
                 dead.append(("conversations", cid, stamp))
             gone = bury(conn, dead)

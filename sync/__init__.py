@@ -3,16 +3,20 @@
 from .apply import Conflict
 from .config import add_remote, get_remote, list_remotes, remove_remote
 from .engine import (
+    Compacted,
     HostStatus,
     PullResult,
     PushResult,
     RemoteStatus,
     SyncResult,
+    Verified,
+    compact,
     pull,
     push,
     reset_host,
     status,
     sync,
+    verify,
 )
 from .merge import MergeResult, merge_database
 from .remotes import (
@@ -31,7 +35,7 @@ from .remotes import (
 __all__ = [
     "MergeResult", "merge_database",
     "add_remote", "get_remote", "list_remotes", "remove_remote",
-    "push", "pull", "sync", "status", "reset_host",
+    "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
     "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus", "Conflict",
     # What a remote implementation needs: the protocol, what it returns and
     # raises, and the key check every implementation runs.

@@ -32,7 +32,10 @@ from localfirst.errors import CorruptObject, FormatTooNew
 from .check import Bad, Checked, Schema, check_del, check_rows, defaults
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable
 
-__all__ = ["FORMAT", "Header", "Op", "encode", "decode", "sha256", "FormatTooNew", "Schema"]
+__all__ = [
+    "FORMAT", "Header", "Op", "encode", "decode", "decode_lines", "text_lines", "op_line", "inflate", "sha256",
+    "FormatTooNew", "Schema", "MAX_TEXT", "MAX_ROWS",
+]
 
 FORMAT = 1
 TYPE = "localfirst-changeset"
@@ -76,6 +79,15 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def op_line(op: Op) -> str:
+    """One operation as its line (no line break)."""
+    kind, table, row, key, stamp = op
+    if kind == "del":
+        return _line({"op": kind, "table": table, "key": key, "hlc": stamp})
+    assert row is not None
+    return _line({"op": kind, "table": table, "row": {k: value_out(v) for k, v in row.items()}})
+
+
 @overload
 def encode(header: Header, ops: list[Op]) -> bytes: ...
 @overload
@@ -88,13 +100,7 @@ def encode(header: Header, ops: list[Op], *, with_size: bool = False) -> bytes |
     ``with_size`` also returns the size of the text once inflated.
     """
     assert header.rows == len(ops)
-    lines = [_line(header.to_json())]
-    for op, table, row, key, stamp in ops:
-        if op == "del":
-            lines.append(_line({"op": op, "table": table, "key": key, "hlc": stamp}))
-        else:
-            assert row is not None
-            lines.append(_line({"op": op, "table": table, "row": {k: value_out(v) for k, v in row.items()}}))
+    lines = [_line(header.to_json()), *map(op_line, ops)]
     text = ("\n".join(lines) + "\n").encode()
     body = gzip.compress(text, compresslevel=6, mtime=0)
     return (body, len(text)) if with_size else body
@@ -122,7 +128,7 @@ def inflate(data: bytes, where: str, *, limit: int = MAX_TEXT) -> bytes:
     return bytes(out)
 
 
-def _text(data: bytes, where: str) -> list[str]:
+def text_lines(data: bytes, where: str) -> list[str]:
     try:
         text = inflate(data, where).decode()
     except UnicodeDecodeError as exc:
@@ -147,7 +153,7 @@ def peek_header(data: bytes, where: str) -> Header:
 
 def read_header(data: bytes, where: str) -> tuple[Header, list[str]]:
     """Parse and check the header line; returns it with the operation lines."""
-    lines = _text(data, where)
+    lines = text_lines(data, where)
     header = _parse_header(lines[0] if lines else "", where)
     if header.rows > MAX_ROWS:
         raise CorruptObject(f"{where} says it holds {header.rows} rows; at most {MAX_ROWS} are accepted")
@@ -195,7 +201,11 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]
     and refused otherwise (nothing we know of writes them).
     """
     header, lines = read_header(data, where)
-    newer = header.schema > schema.version
+    return header, decode_lines(lines, schema, where=where, newer=header.schema > schema.version)
+
+
+def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool) -> Checked:
+    """The operation lines of a changeset or a snapshot part (line 2 on), checked."""
     try:
         # One parse of the whole body is much faster than one per line; every
         # element is checked below whatever the lines held.
@@ -210,7 +220,7 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]
             except (ValueError, RecursionError) as exc:
                 raise CorruptObject(f"{where} line {n} is not JSON (or nests too deep)") from exc
     try:
-        return header, check_ops(raws, schema, newer=newer)
+        return check_ops(raws, schema, newer=newer)
     except Bad as exc:
         raise CorruptObject(f"{where} line {exc.index}: {exc}") from None
 

@@ -26,7 +26,9 @@ from localfirst.store import Store
 
 from . import capture
 from .apply import Conflict
+from .audit import Verified, verify_session
 from .collect import Held
+from .compaction import DEFAULT_MARGIN, Compacted, compact_session
 from .config import get_remote
 from .receive import pull_session
 from .remotes import Remote, RemoteSignal, open_remote
@@ -34,7 +36,7 @@ from .send import push_session
 from .session import Progress, Session, head_key
 
 __all__ = [
-    "push", "pull", "sync", "status", "reset_host",
+    "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
     "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus",
 ]
 
@@ -71,6 +73,8 @@ class PullResult:
     requests: int = 0
     #: keys that arrived with other content than the one here
     conflicts: list[Conflict] = field(default_factory=list)
+    #: the snapshot this pull started from, when it was far behind
+    snapshot: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -169,7 +173,7 @@ def pull(store: Store, remote: str | None = None, *, client: Remote | None = Non
     if got.errors:
         raise got.errors[0]
     return PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests,
-                      got.conflicts)
+                      got.conflicts, got.snapshot)
 
 
 @_signals_are_errors
@@ -183,13 +187,29 @@ def sync(store: Store, remote: str | None = None, *, client: Remote | None = Non
     s = _session(store, remote, client, progress)
     got = pull_session(s)
     pulled = PullResult(s.name, got.hosts, got.changesets, got.rows, s.remote.bytes_received, s.remote.requests,
-                        got.conflicts)
+                        got.conflicts, got.snapshot)
     before = s.remote.requests
     sent, sent_rows, held = push_session(s, got.listing)
     if got.errors:
         raise got.errors[0]
     pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before, held)
     return SyncResult(pulled, pushed)
+
+
+@_signals_are_errors
+def compact(store: Store, remote: str | None = None, *, margin: float = DEFAULT_MARGIN, purge: bool = False,
+            client: Remote | None = None) -> Compacted:
+    """Write a snapshot of the remote's current cut, then delete what an old enough snapshot supersedes."""
+    s = _session(store, remote, client, None)
+    return compact_session(s, margin=margin, purge=purge)
+
+
+@_signals_are_errors
+def verify(store: Store, remote: str | None = None, *, share: float = 0.0, local: bool = False,
+           client: Remote | None = None, seed: int | None = None) -> Verified:
+    """Walk the remote and report what is damaged (nothing is repaired); ``share`` of objects is read in full."""
+    s = _session(store, remote, client, None)
+    return verify_session(s, share=share, local=local, seed=seed)
 
 
 @dataclass

@@ -139,6 +139,16 @@ class FolderRemote:
             raise ObjectTooLarge(f"{key} in {self.url} is larger than the cap of {max_bytes} bytes")
         return data
 
+    def delete(self, key: str) -> None:
+        self._check_root()
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise RemoteError(f"cannot delete {key} in {self.url}: {exc.strerror}") from exc
+        with suppress(OSError):  # an emptied folder goes too (a snapshot's parts)
+            path.parent.rmdir()
+
     def head(self, key: str) -> ObjectInfo:
         # A folder keeps no metadata; hashing the file is a local read.
         data = self.get(key)

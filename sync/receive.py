@@ -28,12 +28,15 @@ from .changeset import MAX_TEXT, decode, peek_header, sha256
 from .check import Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, host_of_head, log_key
+from .snapshot import apply_snapshot, in_order, newest
 
 __all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
 
 # The largest object a pull reads (a changeset is at most MAX_TEXT inflated;
 # compressed it is never much larger).
 MAX_OBJECT = MAX_TEXT + (1 << 20)
+# A pull this many changesets behind looks for a snapshot first.
+BOOTSTRAP_AFTER = 20
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Pulled:
     rows: int = 0
     errors: list[RemoteError] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
+    snapshot: str | None = None  # the snapshot this pull started from
 
 
 def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Chain, result: Pulled) -> None:
@@ -61,9 +65,17 @@ def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Ch
     result.conflicts += applier.conflicts
 
 
-def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled) -> None:
+class _Gap(Exception):
+    """Changeset ``seq`` of ``host`` is not on the remote."""
+
+    def __init__(self, host: str, seq: int, missing: ObjectMissing) -> None:
+        super().__init__(str(missing))
+        self.host, self.seq, self.missing = host, seq, missing
+
+
+def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int, str], result: Pulled) -> None:
     chain = s.chain(host)
-    head_seq, head_sha = s.read_head(host)
+    head_seq, head_sha = head
     if head_seq < chain.seq or (head_seq == chain.seq and head_sha != chain.sha256):
         raise CorruptObject(
             f"the head of host {host} went back from changeset {chain.seq} to {head_seq}, or was replaced"
@@ -76,9 +88,18 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled)
     store = s.store_id()
     held: tuple[int, str, bytes] | None = None  # fetched, not yet vouched for
     prev = chain.sha256
-    for q in range(chain.seq + 1, head_seq + 1):
+
+    def fetch(key: str) -> bytes:
+        return s.remote.get(key, max_bytes=MAX_OBJECT)
+
+    seqs = range(chain.seq + 1, head_seq + 1)
+    fetched = in_order((log_key(host, q) for q in seqs), fetch)
+    for q in seqs:
         key = log_key(host, q)
-        body = s.remote.get(key, max_bytes=MAX_OBJECT)
+        try:
+            _, body = next(fetched)
+        except ObjectMissing as exc:
+            raise _Gap(host, q, exc) from exc
         header = peek_header(body, key)
         if header.host != host or header.seq != q or header.store != store:
             raise CorruptObject(f"{key} does not belong there (it names host {header.host}, changeset {header.seq})")
@@ -97,6 +118,25 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, result: Pulled)
         )
     _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
     s.tick(result.changesets, result.changesets)
+
+
+def _bootstrap(s: Session, schema: Schema, result: Pulled, *, needs: tuple[str, int] | None = None) -> bool:
+    """Apply the newest snapshot when it moves this store forward; whether it was applied.
+
+    ``needs`` is (host, seq) of a changeset that is gone: the snapshot must cover it.
+    """
+    manifest = newest(s)
+    if manifest is None:
+        return False
+    if needs is not None:
+        host, seq = needs
+        if manifest.covers.get(host, (0, ""))[0] < seq:
+            return False
+    elif not any(s.chain(h).seq < q for h, (q, _) in manifest.covers.items() if h != s.host):
+        return False
+    result.rows += apply_snapshot(s, schema, manifest)
+    result.snapshot = manifest.id
+    return True
 
 
 def pull_session(s: Session) -> Pulled:
@@ -124,13 +164,34 @@ def pull_session(s: Session) -> Pulled:
     # this connection only) keeps them in memory.
     s.conn.execute("PRAGMA cache_size = -65536")
     result = Pulled(listing)
-    for host, etag in changed:
+    heads: dict[str, tuple[int, str]] = {}
+    for host, _ in changed:
         try:
-            _pull_host(s, schema, host, etag, result)
-        except ObjectMissing as exc:
+            heads[host] = s.read_head(host)
+        except (CorruptObject, ObjectMissing) as exc:
+            result.errors.append(exc if isinstance(exc, CorruptObject) else RemoteError(str(exc)))
+    # Far behind (a new machine, or one long offline): start from the newest
+    # snapshot, then pull the tail. One LIST when there is none.
+    behind = sum(max(0, q - s.chain(h).seq) for h, (q, _) in heads.items())
+    bootstrapped = behind > BOOTSTRAP_AFTER and _bootstrap(s, schema, result)
+    for host, etag in changed:
+        if host not in heads:
+            continue
+        try:
+            try:
+                _pull_host(s, schema, host, etag, heads[host], result)
+            except _Gap as gap:
+                # Compacted away while this machine was offline: the snapshot
+                # that covers it, then the rest.
+                if bootstrapped or not _bootstrap(s, schema, result, needs=(gap.host, gap.seq)):
+                    raise gap.missing from None
+                bootstrapped = True
+                _pull_host(s, schema, host, etag, heads[host], result)
+        except (ObjectMissing, _Gap) as exc:
             # A folder on a synced drive may get a head before the changesets
             # it names: what came before is applied, the next sync goes on.
-            result.errors.append(RemoteError(f"{exc} (named by the head of host {host}; not copied there yet?)"))
+            result.errors.append(RemoteError(f"{exc} (named by the head of host {host}; not copied there yet, "
+                                             "or compacted away with no snapshot that covers it)"))
         except (CorruptObject, FormatTooNew) as exc:
             # One bad host does not hold back the others; the error is raised
             # once every other host is applied (and, by sync, after the push).

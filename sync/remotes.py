@@ -81,6 +81,13 @@ class Remote(Protocol):
         ETag, exactly one wins.
         """
 
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing a key that is not there is no error.
+
+        Only compaction deletes (changesets and snapshots a newer snapshot
+        holds, under the compaction lease).
+        """
+
     def server_time(self) -> float | None:
         """The remote's own clock (seconds since the epoch), or None if unknown.
 

@@ -256,6 +256,9 @@ class S3Remote:
         sha = meta.get("Metadata", {}).get("sha256")
         return ObjectInfo(etag, sha if isinstance(sha, str) else None)
 
+    def delete(self, key: str) -> None:
+        self._call(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))
+
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
         what = f"put {key}"
         kwargs: dict[str, Any] = {

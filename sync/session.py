@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +59,7 @@ class Chain:
 
 
 class Counting:
-    """Wraps a remote and counts its calls: one call is one request."""
+    """Wraps a remote and counts its calls: one call is one request (thread-safe: pulls fetch concurrently)."""
 
     def __init__(self, remote: Remote) -> None:
         self.inner = remote
@@ -66,20 +67,32 @@ class Counting:
         self.requests = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._lock = threading.Lock()
+
+    def _count(self, sent: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes_sent += sent
+            self.bytes_received += received
 
     def list(self, prefix: str) -> dict[str, str]:
-        self.requests += 1
+        self._count()
         return self.inner.list(prefix)
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        self.requests += 1
+        self._count()
         data = self.inner.get(key, max_bytes=max_bytes)
-        self.bytes_received += len(data)
+        with self._lock:
+            self.bytes_received += len(data)
         return data
 
     def head(self, key: str) -> ObjectInfo:
-        self.requests += 1
+        self._count()
         return self.inner.head(key)
+
+    def delete(self, key: str) -> None:
+        self._count()
+        self.inner.delete(key)
 
     def server_time(self) -> float | None:
         """The remote's clock at its last answer (no request)."""
@@ -87,8 +100,7 @@ class Counting:
         return clock() if clock is not None else None
 
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
-        self.requests += 1
-        self.bytes_sent += len(data)
+        self._count(sent=len(data))
         return self.inner.put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
 
 

@@ -71,6 +71,11 @@ class CountingRemote:
     def server_time(self) -> float | None:
         return self.inner.server_time()
 
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self.keys.append(("delete", key))
+        self.inner.delete(key)
+
     def head(self, key: str) -> ObjectInfo:
         self.calls["head"] += 1
         self.keys.append(("head", key))
@@ -119,6 +124,10 @@ class CrashingRemote(CountingRemote):
         return self._maybe(  # type: ignore[no-any-return]
             self.inner.put, key, data, sha256=sha256, create_only=create_only, if_match=if_match
         )
+
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self._maybe(self.inner.delete, key)
 
 
 def free_port() -> int:

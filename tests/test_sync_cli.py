@@ -93,7 +93,7 @@ def test_push_pull_sync_summaries_and_json(run: Any, tmp_path: Path) -> None:
     assert re.match(r"Pushed 1 changeset \(2 rows, \d+ B\) to origin; 5 requests\.", out)
     pulled = json.loads(run("pull", "--json").out)
     assert pulled == {"remote": "origin", "hosts": 0, "changesets": 0, "rows": 0, "bytes": 0, "requests": 1,
-                      "conflicts": []}
+                      "conflicts": [], "snapshot": None}
     assert "1 request." in run("sync").out
     status = json.loads(run("remote", "status", "--json").out)
     assert status["waiting"] == 0 and status["hosts"][0]["this_machine"]
