@@ -824,11 +824,26 @@ def remote_status(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON
     for h in found.hosts:
         who = " (this machine)" if h.this_machine else ""
         typer.echo(f"  {h.host}{who}: pushed {h.pushed}, applied here {h.applied}")
+    if found.snapshot is None:
+        typer.echo("No snapshot yet: a new machine replays every changeset (`localfirst compact` writes one)")
+    else:
+        snap = found.snapshot
+        typer.echo(f"Newest snapshot {snap['id']} ({snap['rows']} rows), {_age(snap['age_seconds'])} old, "
+                   f"covering {', '.join(f'{h} to {q}' for h, q in sorted(snap['covers'].items())) or 'nothing'}; "
+                   f"{snap['changesets_after']} changesets ({snap['bytes_after']} bytes) after it")
     if found.conflicts:
         typer.echo(f"{len(found.conflicts)} keys arrived with other content than here; every machine keeps "
                    "the version with the smaller hash:")
         for c in found.conflicts[:20]:
             typer.echo(f"  {c.table} {c.key} from {c.source}: kept {c.kept[:12]}, dropped {c.other[:12]}")
+
+
+def _age(seconds: int) -> str:
+    if seconds < 3600:
+        return f"{seconds // 60} minutes"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 86400} days"
 
 
 @remote_app.command("reset-host")

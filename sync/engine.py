@@ -16,6 +16,7 @@ changesets move.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -234,6 +235,9 @@ class RemoteStatus:
     requests: int = 0
     #: keys that arrived with other content, newest first (every one ever seen here)
     conflicts: list[Conflict] = field(default_factory=list)
+    #: the newest snapshot: id, created_utc, age in seconds, its cut, and the
+    #: changesets (and their bytes) pushed after it; None when there is none
+    snapshot: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -264,8 +268,32 @@ def status(store: Store, remote: str | None = None, *, client: Remote | None = N
         result.hosts.append(HostStatus(host, seq, s.chain(host).seq, host == s.host))
     if head_key(s.host) not in listing and s.chain(s.host).seq:
         result.hosts.append(HostStatus(s.host, 0, s.chain(s.host).seq, True))
+    result.snapshot = _snapshot_status(s, {h.host: h.pushed for h in result.hosts})
     result.requests = s.remote.requests
     return result
+
+
+def _snapshot_status(s: Session, heads: dict[str, int]) -> dict[str, Any] | None:
+    """The newest snapshot, and what was pushed after its cut (a HEAD per changeset, for the bytes)."""
+    from localfirst import ids
+
+    from .session import log_key
+    from .snapshot import newest
+
+    manifest = newest(s)
+    if manifest is None:
+        return None
+    after = size = 0
+    for host, pushed in heads.items():
+        for q in range(manifest.covers.get(host, (0, ""))[0] + 1, pushed + 1):
+            after += 1
+            size += s.remote.head(log_key(host, q)).size or 0
+    server = s.remote.server_time()
+    now_ms = int((server if server is not None else time.time()) * 1000)
+    return {"id": manifest.id, "created_utc": manifest.created_utc, "rows": manifest.rows,
+            "age_seconds": max(0, (now_ms - ids.id_time_ms(manifest.id)) // 1000),
+            "covers": {h: q for h, (q, _) in manifest.covers.items()},
+            "changesets_after": after, "bytes_after": size}
 
 
 def reset_host(store: Store) -> tuple[str, str]:

@@ -152,7 +152,7 @@ class FolderRemote:
     def head(self, key: str) -> ObjectInfo:
         # A folder keeps no metadata; hashing the file is a local read.
         data = self.get(key)
-        return ObjectInfo(self._etag(data), hashlib.sha256(data).hexdigest())
+        return ObjectInfo(self._etag(data), hashlib.sha256(data).hexdigest(), len(data))
 
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
         self._check_root()

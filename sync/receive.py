@@ -27,8 +27,8 @@ from .apply import Applier, Conflict
 from .changeset import MAX_TEXT, decode, peek_header, sha256
 from .check import Schema
 from .remotes import ObjectMissing
-from .session import Chain, Session, check_own_head, host_of_head, log_key
-from .snapshot import apply_snapshot, in_order, newest
+from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
+from .snapshot import apply_snapshot, in_order, manifest_key, newest
 
 __all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
 
@@ -120,7 +120,8 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
     s.tick(result.changesets, result.changesets)
 
 
-def _bootstrap(s: Session, schema: Schema, result: Pulled, *, needs: tuple[str, int] | None = None) -> bool:
+def _bootstrap(s: Session, schema: Schema, result: Pulled, heads: dict[str, tuple[int, str]], *,
+               needs: tuple[str, int] | None = None) -> bool:
     """Apply the newest snapshot when it moves this store forward; whether it was applied.
 
     ``needs`` is (host, seq) of a changeset that is gone: the snapshot must cover it.
@@ -128,6 +129,11 @@ def _bootstrap(s: Session, schema: Schema, result: Pulled, *, needs: tuple[str, 
     manifest = newest(s)
     if manifest is None:
         return False
+    for host, (seq, _) in manifest.covers.items():
+        head = heads[host][0] if host in heads else s.chain(host).head_seq
+        if host != s.host and (head_key(host) not in result.listing or seq > head):
+            raise CorruptObject(f"{manifest_key(manifest.id)} names changeset {seq} of host {host}, which its "
+                                f"head does not (it is at {head}): the snapshot contradicts the log")
     if needs is not None:
         host, seq = needs
         if manifest.covers.get(host, (0, ""))[0] < seq:
@@ -173,7 +179,12 @@ def pull_session(s: Session) -> Pulled:
     # Far behind (a new machine, or one long offline): start from the newest
     # snapshot, then pull the tail. One LIST when there is none.
     behind = sum(max(0, q - s.chain(h).seq) for h, (q, _) in heads.items())
-    bootstrapped = behind > BOOTSTRAP_AFTER and _bootstrap(s, schema, result)
+    try:
+        bootstrapped = behind > BOOTSTRAP_AFTER and _bootstrap(s, schema, result, heads)
+    except (CorruptObject, FormatTooNew) as exc:
+        # A damaged snapshot: report it, and replay the log instead where it is still there.
+        result.errors.append(exc)
+        bootstrapped = True
     for host, etag in changed:
         if host not in heads:
             continue
@@ -183,7 +194,7 @@ def pull_session(s: Session) -> Pulled:
             except _Gap as gap:
                 # Compacted away while this machine was offline: the snapshot
                 # that covers it, then the rest.
-                if bootstrapped or not _bootstrap(s, schema, result, needs=(gap.host, gap.seq)):
+                if bootstrapped or not _bootstrap(s, schema, result, heads, needs=(gap.host, gap.seq)):
                     raise gap.missing from None
                 bootstrapped = True
                 _pull_host(s, schema, host, etag, heads[host], result)

@@ -52,6 +52,7 @@ class PreconditionFailed(RemoteSignal):
 class ObjectInfo:
     etag: str
     sha256: str | None
+    size: int | None = None
 
 
 class Remote(Protocol):

@@ -254,7 +254,8 @@ class S3Remote:
             raise self._not_s3(what)
         self._no_web_page(what, meta)
         sha = meta.get("Metadata", {}).get("sha256")
-        return ObjectInfo(etag, sha if isinstance(sha, str) else None)
+        size = meta.get("ContentLength")
+        return ObjectInfo(etag, sha if isinstance(sha, str) else None, size if type(size) is int else None)
 
     def delete(self, key: str) -> None:
         self._call(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key)))

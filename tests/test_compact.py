@@ -273,6 +273,7 @@ def _plant_manifest(root: Path, store: str, doc: Any) -> None:
     "not json", {"type": "localfirst-snapshot"}, {"type": "other"},
     {"type": "localfirst-snapshot", "format": 1, "id": "x", "store": "y", "created_utc": "t", "schema": 1,
      "covers": {"../../x": {"seq": 1, "sha256": "0" * 64}}, "parts": []},
+    "a cut beyond the heads",
 ])
 def test_a_damaged_or_hostile_manifest_is_refused_and_applies_nothing(root: Path, doc: Any,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
@@ -281,11 +282,22 @@ def test_a_damaged_or_hostile_manifest_is_refused_and_applies_nothing(root: Path
         log(a, f"x{i}")
     sync.sync(a)
     store_id = json.loads((root / "format.json").read_text())["store"]
-    _plant_manifest(root, store_id, doc)
+    if doc == "a cut beyond the heads":
+        from localfirst import ids
+
+        sid = ids.new_id()
+        doc = {"type": "localfirst-snapshot", "format": 1, "id": sid, "store": store_id,
+               "created_utc": "2026-11-30T00:00:00.000000Z", "schema": 9, "parts": [],
+               "covers": {a.host_id: {"seq": 999, "sha256": "0" * 64}}}
+        (root / "snapshots").mkdir(exist_ok=True)
+        (root / "snapshots" / f"{sid}.json").write_text(json.dumps(doc))
+    else:
+        _plant_manifest(root, store_id, doc)
     monkeypatch.setattr(receive, "BOOTSTRAP_AFTER", 0)
     with pytest.raises(CorruptObject):
         sync.pull(fresh)
-    assert fresh.list_responses(count=0) == []
+    # Reported, and it blocked nothing: the log is still there, and was replayed.
+    assert dump(fresh)["responses"] == dump(a)["responses"]
 
 
 def test_a_snapshot_part_that_does_not_match_its_manifest_is_refused(root: Path,
@@ -299,4 +311,59 @@ def test_a_snapshot_part_that_does_not_match_its_manifest_is_refused(root: Path,
     part.write_bytes(gzip.compress(text))
     with pytest.raises(CorruptObject, match="does not match its manifest"):
         sync.pull(fresh)
-    assert fresh.list_responses(count=0) == []
+    assert fresh.list_responses(count=0) == []  # the log it would replay instead was purged
+
+
+def test_idle_sync_after_a_compaction_is_still_one_request(root: Path) -> None:
+    a, b = machines(root, "a", "b")
+    for i in range(3):
+        log(a, f"x{i}")
+        sync.sync(a)
+    sync.sync(b)
+    sync.compact(b, purge=True)
+    sync.sync(a)
+    sync.sync(b)
+    for s in (a, b):
+        counting = CountingRemote(open_remote(sync.get_remote(s)))
+        assert sync.sync(s, client=counting).requests == 1 and counting.total == 1
+
+
+@pytest.mark.parametrize("at", range(1, 9))
+def test_a_crash_at_any_step_of_a_bootstrap_loses_nothing(root: Path, at: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    a, = machines(root, "a")
+    for i in range(3):
+        log(a, f"x{i}")
+        sync.sync(a)
+    sync.compact(a, purge=True)
+    log(a, "tail")
+    sync.sync(a)
+    fresh, = machines(root, "fresh")
+    mine = log(fresh, "the new machine's own, not pushed yet")
+    monkeypatch.setattr(receive, "BOOTSTRAP_AFTER", 0)
+    # LIST heads, format.json, the head, LIST snapshots, the manifest, the part, the tail's changeset.
+    crashing = CrashingRemote(open_remote(sync.get_remote(fresh)), at=at, after=at % 2 == 1)
+    with pytest.raises(Crash):
+        sync.sync(fresh, client=crashing)
+    assert crashing.crashed
+    sync.sync(fresh)
+    sync.sync(a)
+    assert dump(fresh) == dump(a)
+    assert mine in {r.id for r in a.list_responses(count=0)}
+
+
+def test_remote_status_shows_the_newest_snapshot_and_what_lies_after_it(root: Path, run: Any) -> None:
+    a, = machines(root, "a")
+    log(a, "x")
+    sync.sync(a)
+    assert sync.status(a).snapshot is None
+    made = sync.compact(a, margin=0)
+    for i in range(2):
+        log(a, f"after {i}")
+        sync.sync(a)
+    found = sync.status(a).snapshot
+    assert found is not None and found["id"] == made.snapshot and found["covers"] == {a.host_id: 1}
+    assert found["changesets_after"] == 2 and found["bytes_after"] > 100 and found["age_seconds"] < 60
+    a.close()
+    out = run("--db", str(a.path), "remote", "status").out
+    assert f"Newest snapshot {made.snapshot}" in out and "2 changesets" in out
