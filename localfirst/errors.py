@@ -23,6 +23,7 @@ __all__ = [
     "ObjectTooLarge",
     "FormatTooNew",
     "ClockSkew",
+    "LeaseHeld",
 ]
 
 
@@ -113,3 +114,7 @@ class ClockSkew(RemoteError):
     """This machine's clock disagrees with the remote's by more than sync allows."""
 
     exit_code = 10
+
+
+class LeaseHeld(RemoteError):
+    """Another compaction holds the remote's compaction lease."""

@@ -116,11 +116,15 @@ def inflate(data: bytes, where: str, *, limit: int = MAX_TEXT) -> bytes:
     out = bytearray()
     try:
         pending = data
-        while pending and not inflater.eof:
-            out += inflater.decompress(pending, limit + 1 - len(out))
+        while not inflater.eof:
+            # A MiB at a time: a bomb is stopped with no more than the cap held.
+            chunk = inflater.decompress(pending, min(1 << 20, limit + 1 - len(out)))
+            out += chunk
             if len(out) > limit:
                 raise CorruptObject(f"{where} inflates to more than {limit // (1 << 20)} MiB; it was refused")
             pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break  # the input ends before the gzip member does
     except zlib.error as exc:
         raise CorruptObject(f"{where} is damaged: not a gzip JSON Lines changeset") from exc
     if not inflater.eof or inflater.unused_data:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from localfirst import ids
-from localfirst.errors import BadInput, CorruptObject, RemoteError
+from localfirst.errors import BadInput, CorruptObject, LeaseHeld, RemoteError
 from localfirst.store import Store
 
 from .changeset import sha256
@@ -35,11 +35,17 @@ from .remotes import ObjectExists, ObjectMissing, PreconditionFailed
 from .session import Session, log_key
 from .snapshot import Manifest, manifest_key, read_manifest, snapshot_ids, write_snapshot
 
-__all__ = ["compact_session", "Compacted", "parse_duration", "LEASE_KEY", "LEASE_TTL", "DEFAULT_MARGIN"]
+__all__ = [
+    "compact_session", "maybe_compact", "Compacted", "parse_duration", "LEASE_KEY", "LEASE_TTL", "DEFAULT_MARGIN",
+    "AUTO_COMPACT_AFTER", "remember_cut",
+]
 
 LEASE_KEY = "locks/compaction.json"
 LEASE_TTL = 1800.0
 DEFAULT_MARGIN = 7 * 86400.0
+# Sync compacts on its own once this many changesets were pushed after the
+# newest snapshot (LOCALFIRST_AUTO_COMPACT sets another number; 0 turns it off).
+AUTO_COMPACT_AFTER = 1000
 _GC = re.compile(r"^gc/([0-7][0-9a-hjkmnp-tv-z]{25})\.json$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -108,13 +114,13 @@ def _acquire(s: Session) -> _Lease:
                             "by hand and compact again") from exc
     if expires > _now(s):
         when = time.strftime("%H:%M UTC", time.gmtime(expires))
-        raise RemoteError(f"another compaction is running (host {holder}, lease until {when}); nothing was done")
+        raise LeaseHeld(f"another compaction is running (host {holder}, lease until {when}); nothing was done")
     body = _lease_body(s, generation + 1, _now(s) + LEASE_TTL)
     try:
         return _Lease(s.remote.put(LEASE_KEY, body, sha256=sha256(body), create_only=False, if_match=etag),
                       generation + 1)
     except (PreconditionFailed, ObjectMissing) as exc:
-        raise RemoteError("another compaction started at the same moment; nothing was done") from exc
+        raise LeaseHeld("another compaction started at the same moment; nothing was done") from exc
 
 
 def _still_mine(s: Session, lease: _Lease) -> None:
@@ -176,6 +182,7 @@ def compact_session(s: Session, *, margin: float = DEFAULT_MARGIN, purge: bool =
     """
     if purge:
         margin = 0.0
+    start = s.remote.requests
     s.store_id()
     lease = _acquire(s)
     try:
@@ -189,10 +196,11 @@ def compact_session(s: Session, *, margin: float = DEFAULT_MARGIN, purge: bool =
                 replica.close()
         result = Compacted(s.name, manifest.id, {h: q for h, (q, _) in covers.items()}, manifest.rows,
                            len(manifest.parts), written)
+        remember_cut(s, covers)
         result.deleted = _collect_garbage(s, lease, manifest, margin)
     finally:
         _release(s, lease)
-    result.requests = s.remote.requests
+    result.requests = s.remote.requests - start
     return result
 
 
@@ -231,3 +239,54 @@ def _collect_garbage(s: Session, lease: _Lease, new: Manifest, margin: float) ->
         _still_mine(s, lease)
         s.remote.delete(key)
     return doomed
+
+
+def remember_cut(s: Session, covers: dict[str, tuple[int, str]]) -> None:
+    """Note how many changesets the newest snapshot this machine knows of covers (local, never synced)."""
+    total = sum(q for q, _ in covers.values())
+    with s.store.write() as conn:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+            "CASE WHEN CAST(excluded.value AS INTEGER) > CAST(value AS INTEGER) THEN excluded.value ELSE value END",
+            [f"snapshot_cut:{s.name}", str(total)],
+        )
+
+
+def _threshold() -> int:
+    import os
+
+    raw = os.environ.get("LOCALFIRST_AUTO_COMPACT", "").strip().lower()
+    if raw in ("", "on"):
+        return AUTO_COMPACT_AFTER
+    if raw in ("off", "no", "false"):
+        return 0
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise BadInput(f"LOCALFIRST_AUTO_COMPACT={raw!r} is not a number of changesets (or off)") from None
+
+
+def maybe_compact(s: Session) -> Compacted | None:
+    """Compact when more than the threshold of changesets lie after the newest snapshot known here.
+
+    Costs nothing below the threshold; above it, one LIST (and a GET) first
+    to learn whether another machine already wrote a newer snapshot.
+    """
+    limit = _threshold()
+    if not limit:
+        return None
+    row = s.conn.execute("SELECT value FROM meta WHERE key = ?", [f"snapshot_cut:{s.name}"]).fetchone()
+    cut = int(row[0]) if row else 0
+    total = s.conn.execute("SELECT coalesce(sum(seq), 0) FROM sync_chain WHERE remote = ?", [s.name]).fetchone()[0]
+    if total - cut <= limit:
+        return None
+    found = snapshot_ids(s)
+    if found:
+        latest = read_manifest(s, found[-1])
+        remember_cut(s, latest.covers)
+        if total - sum(q for q, _ in latest.covers.values()) <= limit:
+            return None
+    try:
+        return compact_session(s)
+    except LeaseHeld:
+        return None  # another machine is at it

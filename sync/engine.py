@@ -29,7 +29,7 @@ from . import capture
 from .apply import Conflict
 from .audit import Verified, verify_session
 from .collect import Held
-from .compaction import DEFAULT_MARGIN, Compacted, compact_session
+from .compaction import DEFAULT_MARGIN, Compacted, compact_session, maybe_compact
 from .config import get_remote
 from .receive import pull_session
 from .remotes import Remote, RemoteSignal, open_remote
@@ -94,6 +94,8 @@ class PullResult:
 class SyncResult:
     pulled: PullResult
     pushed: PushResult
+    #: the compaction this sync ran on its own, past the threshold
+    compacted: Compacted | None = None
 
     @property
     def requests(self) -> int:
@@ -101,7 +103,7 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"remote": self.pulled.remote, "pulled": self.pulled.to_json(), "pushed": self.pushed.to_json(),
-                "requests": self.requests}
+                "requests": self.requests, "compacted": self.compacted.to_json() if self.compacted else None}
 
     def summary(self) -> str:
         return (
@@ -109,6 +111,7 @@ class SyncResult:
             f"({_n(self.pulled.rows, 'row')}), sent {_n(self.pushed.changesets, 'changeset')} "
             f"({_n(self.pushed.rows, 'row')}); {_n(self.requests, 'request')}."
             f"{_conflicts(self.pulled.conflicts)}{_held(self.pushed.held)}"
+            + (f" {self.compacted.summary()}" if self.compacted else "")
         )
 
 
@@ -194,7 +197,10 @@ def sync(store: Store, remote: str | None = None, *, client: Remote | None = Non
     if got.errors:
         raise got.errors[0]
     pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before, held)
-    return SyncResult(pulled, pushed)
+    # Past the threshold, compact too; never on a sync that moved nothing, so
+    # an idle sync stays one request.
+    compacted = maybe_compact(s) if got.changesets or sent else None
+    return SyncResult(pulled, pushed, compacted)
 
 
 @_signals_are_errors

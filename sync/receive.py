@@ -142,6 +142,9 @@ def _bootstrap(s: Session, schema: Schema, result: Pulled, heads: dict[str, tupl
         return False
     result.rows += apply_snapshot(s, schema, manifest)
     result.snapshot = manifest.id
+    from .compaction import remember_cut
+
+    remember_cut(s, manifest.covers)
     return True
 
 

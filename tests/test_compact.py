@@ -367,3 +367,27 @@ def test_remote_status_shows_the_newest_snapshot_and_what_lies_after_it(root: Pa
     a.close()
     out = run("--db", str(a.path), "remote", "status").out
     assert f"Newest snapshot {made.snapshot}" in out and "2 changesets" in out
+
+
+def test_sync_compacts_on_its_own_past_the_threshold(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCALFIRST_AUTO_COMPACT", "5")
+    a, b = machines(root, "a", "b")
+    results = []
+    for i in range(8):
+        log(a, f"x{i}")
+        results.append(sync.sync(a))
+    made = [r.compacted for r in results if r.compacted]
+    assert len(made) == 1 and made[0].covers == {a.host_id: 6}  # once past 5 changesets, then not again
+    assert "Wrote snapshot" in next(r for r in results if r.compacted).summary()
+    got = sync.sync(b)  # b is 8 behind, under the bootstrap threshold: it replays
+    assert got.compacted is None  # what b knows: a snapshot exists and little lies after it
+    counting = CountingRemote(open_remote(sync.get_remote(a)))
+    assert sync.sync(a, client=counting).requests == 1
+    monkeypatch.setenv("LOCALFIRST_AUTO_COMPACT", "off")
+    for i in range(8):
+        log(a, f"y{i}")
+        assert sync.sync(a).compacted is None
+    monkeypatch.setenv("LOCALFIRST_AUTO_COMPACT", "lots")
+    log(a, "z")
+    with pytest.raises(BadInput, match="LOCALFIRST_AUTO_COMPACT"):
+        sync.sync(a)
