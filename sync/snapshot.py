@@ -218,9 +218,10 @@ def write_snapshot(s: Session, source: sqlite3.Connection, covers: dict[str, tup
     return manifest
 
 
-def in_order(keys: Iterable[str], fetch: Callable[[str], bytes], *, window: int = FETCH_WINDOW
+def in_order(keys: Iterable[str], fetch: Callable[[str], bytes], *, window: int | None = None
              ) -> Iterator[tuple[str, bytes]]:
-    """Fetch ``keys`` with up to ``window`` requests in flight; yield them in order as they arrive."""
+    """Fetch ``keys`` with up to ``window`` (default FETCH_WINDOW) requests in flight; yield them in order."""
+    window = window or FETCH_WINDOW
     it = iter(keys)
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="localfirst-fetch") as pool:
         pending: deque[tuple[str, Future[bytes]]] = deque((k, pool.submit(fetch, k)) for k in islice(it, window))
