@@ -178,32 +178,75 @@ def test_compaction_keeps_changesets_within_the_margin(root: Path) -> None:
     assert dump(a) == dump(b)
 
 
-def test_two_compactions_at_once_never_both_delete(root: Path) -> None:
-    a, b = machines(root, "a", "b")
+@pytest.fixture(params=["folder", "s3-http"])
+def shared(request: pytest.FixtureRequest, root: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A function that makes machines on one remote: a folder, or moto's S3 server over HTTP."""
+    if request.param == "folder":
+        yield lambda *names: machines(root, *names)
+        return
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from synctools import free_port
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="race")
+
+    def make(*names: str) -> list[Store]:
+        out = []
+        for name in names:
+            store = new_store(root.parent / f"{name}.db")
+            sync.add_remote(store, "origin", "s3://race/lf", endpoint_url=endpoint)
+            out.append(store)
+        return out
+
+    yield make
+    server.stop()
+
+
+def test_two_compactions_at_once_never_both_delete_and_pushes_meanwhile_lose_nothing(shared: Any) -> None:
+    a, b, writer = shared("a", "b", "writer")
     for i in range(4):
         log(a, f"x{i}")
         sync.sync(a)
     sync.sync(b)
     results: dict[str, Any] = {}
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(3)
 
-    def run(name: str, store: Store) -> None:
+    def compact(name: str, store: Store) -> None:
         barrier.wait()
         try:
             results[name] = sync.compact(store, purge=True)
         except RemoteError as exc:
             results[name] = exc
 
+    written: list[str] = []
+
+    def push() -> None:
+        barrier.wait()
+        for i in range(6):
+            written.append(log(writer, f"pushed during the compaction {i}"))
+            sync.sync(writer)
+
     # Each thread has its own database file, as two machines would.
-    threads = [threading.Thread(target=run, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    threads = [threading.Thread(target=compact, args=(n, s)) for n, s in (("a", a), ("b", b))]
+    threads.append(threading.Thread(target=push))
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     deleters = [n for n, r in results.items() if isinstance(r, sync.Compacted) and r.deleted]
     assert len(deleters) <= 1, results
-    c, = machines(root, "c")
+    assert any(isinstance(r, sync.Compacted) for r in results.values()), results
+    c, = shared("c")
     sync.sync(c)
+    sync.sync(a)
+    assert {r.id for r in c.list_responses(count=0)} >= set(written)
     assert dump(c)["responses"] == dump(a)["responses"]
 
 
@@ -391,3 +434,39 @@ def test_sync_compacts_on_its_own_past_the_threshold(root: Path, monkeypatch: py
     log(a, "z")
     with pytest.raises(BadInput, match="LOCALFIRST_AUTO_COMPACT"):
         sync.sync(a)
+
+
+def test_compact_on_a_remote_it_cannot_write_is_one_line_and_deletes_nothing(root: Path) -> None:
+    """The kernel refuses the writes: a 0555 remote, and no capability that lets root ignore modes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    a, = machines(root, "a")
+    for i in range(3):
+        log(a, f"x{i}")
+        sync.sync(a)
+    a.close()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot start a process that file modes stop")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    folders = [p for p in [root, *root.rglob("*")] if p.is_dir()]
+    before = every_object(root)
+    for p in folders:
+        p.chmod(0o555)
+    try:
+        probe = subprocess.run([*prefix, "touch", str(root / "probe")], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            pytest.skip("this machine lets the process write a 0555 folder anyway: the test would prove nothing")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+        done = subprocess.run([*prefix, sys.executable, "-m", "localfirst", "--db", str(a.path), "compact",
+                               "--purge"], capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        for p in folders:
+            p.chmod(0o755)
+    assert_one_line_error(done, "cannot write")
+    assert every_object(root) == before
