@@ -24,7 +24,7 @@ from localfirst.registry import TABLES, capture_sql
 from . import capture
 from .changeset import decode, peek_header, sha256
 from .check import Schema
-from .compaction import _deleted_before
+from .compaction import deleted_before
 from .receive import MAX_OBJECT
 from .remotes import ObjectMissing
 from .session import Session, host_of_head, log_key
@@ -162,7 +162,7 @@ def verify_session(s: Session, *, share: float = 0.0, local: bool = False, seed:
     listing = s.remote.list("heads/")
     s.store_id()
     newest = _check_snapshots(s, schema, out, pick, share)
-    floor = _deleted_before(s)
+    floor = deleted_before(s)
     for key in sorted(listing):
         host = host_of_head(key)
         if host is None:

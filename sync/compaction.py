@@ -37,7 +37,7 @@ from .snapshot import Manifest, manifest_key, read_manifest, snapshot_ids, write
 
 __all__ = [
     "compact_session", "maybe_compact", "Compacted", "parse_duration", "LEASE_KEY", "LEASE_TTL", "DEFAULT_MARGIN",
-    "AUTO_COMPACT_AFTER", "remember_cut",
+    "AUTO_COMPACT_AFTER", "remember_cut", "deleted_before",
 ]
 
 LEASE_KEY = "locks/compaction.json"
@@ -159,7 +159,7 @@ def _replay(s: Session, scratch: Path) -> tuple[Store, dict[str, tuple[int, str]
     return replica, covers
 
 
-def _deleted_before(s: Session) -> dict[str, int]:
+def deleted_before(s: Session) -> dict[str, int]:
     """Per host, the highest changeset earlier compactions deleted (from ``gc/``)."""
     floor: dict[str, int] = {}
     for key in sorted(s.remote.list("gc/")):
@@ -215,7 +215,7 @@ def _collect_garbage(s: Session, lease: _Lease, new: Manifest, margin: float) ->
         return []
     target_id = old_enough[-1]
     target = new if target_id == new.id else read_manifest(s, target_id)
-    floor = _deleted_before(s)
+    floor = deleted_before(s)
     logs = {h: (floor.get(h, 0) + 1, q) for h, (q, _) in target.covers.items() if q > floor.get(h, 0)}
     older = [sid for sid in ids_here if sid < target_id]
     doomed: list[str] = []
