@@ -105,9 +105,9 @@ def _fresh(root: Path, name: str, url: str, endpoint: str) -> tuple[float, int, 
 
 
 def main() -> None:
-    from moto.server import ThreadedMotoServer
-
     import logging
+
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     quick = "--quick" in sys.argv

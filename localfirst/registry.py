@@ -29,7 +29,7 @@ from typing import Any
 
 __all__ = [
     "Column", "SyncedTable", "TABLES", "BY_NAME", "TOMBSTONE_KINDS", "KINDS",
-    "present", "bury", "remove_orphans", "capture_sql",
+    "present", "bury", "remove_orphans", "capture_sql", "DERIVED_HLC",
 ]
 
 # What a value of each kind must be (checked by sync before anything is applied):
@@ -78,6 +78,7 @@ class SyncedTable:
     row takes the referenced row along, so a changeset is self-contained.
     ``collected`` means a row lives only while some row references it (an
     attachment). ``local`` columns exist in one database only (never synced).
+    ``prefer`` ranks two versions of one key before their hashes do.
     """
 
     name: str
@@ -88,6 +89,9 @@ class SyncedTable:
     parent: tuple[str, str] | None = None
     carries: dict[str, str] = field(default_factory=dict)
     collected: bool = False
+    #: when two versions of one key differ, the one with more of these
+    #: columns set wins before hashes are compared (an attachment's bytes)
+    prefer: tuple[str, ...] = ()
 
     @property
     def mutable(self) -> dict[str, str]:
@@ -127,7 +131,7 @@ TABLES: tuple[SyncedTable, ...] = (
             "id": _c("sha256", required=True), "mime_type": _c("text"), "size": _c("int", required=True),
             "content": _c("blob"), "path": _c("text"), "url": _c("text"),
         },
-        collected=True,
+        collected=True, prefer=("content",),
     ),
     # A deleted conversation takes every response in it along, also those
     # another machine added before it heard of the delete.
@@ -180,6 +184,12 @@ TOMBSTONE_KINDS = {
 }
 
 
+# The HLC of a tombstone that follows from another one (a response in a
+# deleted conversation): the same on every machine, and older than any real
+# edit, so a real deletion of the same key keeps its own HLC.
+DERIVED_HLC = "0000000000000.0000." + "0" * 26
+
+
 def present(conn: sqlite3.Connection, schema: str = "main") -> list[SyncedTable]:
     """The registered tables a database has, in registry order."""
     names = {r[0] for r in conn.execute(f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'")}
@@ -223,8 +233,18 @@ def bury(conn: sqlite3.Connection, dead: Iterable[tuple[str, str, str]], *,
             continue
         for tbl, col in table.tombstones:
             keys = [(key,) for t, key, _ in dead if t == tbl]
-            if keys:
-                gone[table.name] = gone.get(table.name, 0) + _delete(conn, table, f"{col} = ?", keys)
+            if not keys:
+                continue
+            if col not in table.key and table.name in TOMBSTONE_KINDS:
+                # A row removed through another row's tombstone (a response in
+                # a deleted conversation) gets its own, so no version of it
+                # comes back later under another conversation.
+                conn.executemany(
+                    f"INSERT INTO tombstones (tbl, key, hlc) SELECT '{table.name}', {table.key[0]}, ? "
+                    f"FROM {table.name} WHERE {col} = ? ON CONFLICT (tbl, key) DO NOTHING",
+                    [(DERIVED_HLC, k) for (k,) in keys],
+                )
+            gone[table.name] = gone.get(table.name, 0) + _delete(conn, table, f"{col} = ?", keys)
     if orphans:
         remove_orphans(conn, tables=tables)
     return gone

@@ -34,7 +34,16 @@ from operator import itemgetter
 from typing import Any
 
 from localfirst import hlc
-from localfirst.registry import BY_NAME, TABLES, SyncedTable, bury, key_sql, remove_orphans
+from localfirst.registry import (
+    BY_NAME,
+    DERIVED_HLC,
+    TABLES,
+    TOMBSTONE_KINDS,
+    SyncedTable,
+    bury,
+    key_sql,
+    remove_orphans,
+)
 from localfirst.timeutil import now_utc
 
 from .changeset import Op, check_ops, value_out
@@ -77,6 +86,7 @@ class _Plan:
     immutable_at: tuple[int, ...]
     stamp_at: tuple[int, ...]
     carries_at: tuple[tuple[int, str], ...]
+    prefer_at: tuple[int, ...]  # positions among the immutable columns
     insert: str
     stage: str
     differ: str
@@ -121,6 +131,7 @@ def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
         immutable_at=tuple(cols.index(c) for c in immutable),
         stamp_at=tuple(i for i, c in enumerate(cols) if c in table.stamps),
         carries_at=tuple((cols.index(c), t) for c, t in table.carries.items() if c in cols),
+        prefer_at=tuple(immutable.index(c) for c in table.prefer if c in immutable),
         insert=insert, stage=stage, differ=differ, fresh=fresh, newer=newer,
         queue=(f"INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) SELECT r.name, '{table.name}', "
                f"{key_sql(table, 's')} FROM temp.{stage} s CROSS JOIN main.sync_remotes r"),
@@ -240,7 +251,11 @@ class Applier:
             h_mine = content_hash(zip(names, mine, strict=True))
             h_theirs = content_hash(zip(names, theirs, strict=True))
             key = tuple(incoming[i] for i in plan.key_at)
-            if h_theirs < h_mine:
+            # A total order, the same everywhere: more of the preferred columns
+            # set first (bytes beat no bytes), then the smaller hash.
+            rank_mine = (-sum(mine[j] is not None for j in plan.prefer_at), h_mine)
+            rank_theirs = (-sum(theirs[j] is not None for j in plan.prefer_at), h_theirs)
+            if rank_theirs < rank_mine:
                 sets = ", ".join(f"{c} = ?" for c in names)
                 where = " AND ".join(f"{k} = ?" for k in table.key)
                 self.conn.execute(f"UPDATE main.{table.name} SET {sets} WHERE {where}", [*theirs, *key])
@@ -259,8 +274,29 @@ class Applier:
             )
 
     def _alive(self, plan: _Plan, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The rows no tombstone names and whose parent is here."""
+        """The rows no tombstone names and whose parent is here.
+
+        A row that another row's tombstone names (a response in a deleted
+        conversation) gets a tombstone of its own first, as a local delete
+        gives it (``bury``): whatever version of that key is here goes too,
+        and none comes back later.
+        """
         table = plan.table
+        key_at = plan.key_at[0]
+        if table.name in TOMBSTONE_KINDS:
+            for tbl, col in table.tombstones:
+                if col in table.key:
+                    continue
+                i = plan.cols.index(col)
+                dead = _among(self.conn, "SELECT key FROM tombstones WHERE tbl = ? AND key IN",
+                              {r[i] for r in rows}, tbl)
+                derived = sorted({r[key_at] for r in rows if r[i] in dead})
+                if derived:
+                    fresh = _among(self.conn, "SELECT key FROM tombstones WHERE tbl = ? AND key IN",
+                                   set(derived), table.name)
+                    bury(self.conn, [(table.name, k, DERIVED_HLC) for k in derived if k not in fresh],
+                         tables=self.schema.tables, orphans=False)
+                    self._orphans = None
         for tbl, col in table.tombstones:
             i = plan.cols.index(col)
             dead = _among(self.conn, "SELECT key FROM tombstones WHERE tbl = ? AND key IN", {r[i] for r in rows}, tbl)

@@ -70,6 +70,25 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema) -> tup
     """
     ops: list[Op] = []
     held: list[Held] = []
+    # Text another program stored that is not UTF-8 is read as bytes, so the
+    # check below holds that row back instead of the read failing every push.
+    factory = conn.text_factory
+    conn.text_factory = _lenient
+    try:
+        _collect(conn, batch, schema, ops, held)
+    finally:
+        conn.text_factory = factory
+    return ops, held
+
+
+def _lenient(value: bytes) -> str | bytes:
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
+
+
+def _collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema, ops: list[Op], held: list[Held]) -> None:
     for tbl, key in sorted(set(batch.tombstones())):
         if tbl not in TOMBSTONE_TABLES:
             continue
@@ -96,4 +115,3 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema) -> tup
         _sendable(schema, table, by_key, held)
         for row_key in sorted(by_key):
             ops.append((table.op, table.name, by_key[row_key], None, None))
-    return ops, held

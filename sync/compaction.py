@@ -109,11 +109,11 @@ def _acquire(s: Session) -> _Lease:
         holder, generation, expires = doc["holder"], doc["generation"], doc["expires"]
         if not (isinstance(holder, str) and type(generation) is int and isinstance(expires, (int, float))):
             raise TypeError(doc)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, AttributeError) as exc:
         raise CorruptObject(f"{LEASE_KEY} is damaged; nothing was deleted. Once no compaction runs, delete it "
                             "by hand and compact again") from exc
     if expires > _now(s):
-        when = time.strftime("%H:%M UTC", time.gmtime(expires))
+        when = time.strftime("%H:%M UTC", time.gmtime(min(float(expires), 4e9))) if expires == expires else "?"
         raise LeaseHeld(f"another compaction is running (host {holder}, lease until {when}); nothing was done")
     body = _lease_body(s, generation + 1, _now(s) + LEASE_TTL)
     try:

@@ -16,14 +16,14 @@ machines on the next sync (sending a remote a row it already has is harmless).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from localfirst import migrations
 from localfirst.db import check_schema, connect, translate
 from localfirst.errors import BadInput, DatabaseError, NotADatabase
-from localfirst.registry import SyncedTable, present
+from localfirst.registry import TABLES, SyncedTable, present
 from localfirst.store import Store
 
 from .apply import Applier
@@ -74,6 +74,13 @@ def _check_other(path: Path) -> None:
         if verdict != "ok":
             detail = verdict.strip().splitlines()[-1]
             raise NotADatabase(f"{path} is corrupt ({detail}); nothing was merged")
+        # A view or a virtual table under a synced table's name would run
+        # whatever its author wrote (a recursive query that never ends).
+        kinds = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'view')"))
+        for name in [*(t.name for t in TABLES), "tombstones"]:
+            sql = kinds.get(name)
+            if sql is not None and not sql.lstrip().upper().startswith("CREATE TABLE"):
+                raise NotADatabase(f"{path}: {name} is not a plain table there; nothing was merged")
     finally:
         conn.close()
     if "m001_initial" in pending:
@@ -103,23 +110,29 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
             schema = Schema(conn, len(migrations.names()))
             with guard(conn, "merge"):
                 applier = Applier(conn, schema, source=f"merge {path.name}", queue=True)
+                batches = _batches(conn, schema)
                 try:
-                    for batch in _batches(conn, schema):
+                    for batch in batches:
                         applier.apply(batch)
                 except Bad as exc:
                     raise DatabaseError(f"{path}: {exc}; nothing was merged") from None
                 except sqlite3.Error as exc:
                     raise translate(exc, str(path)) from exc
+                finally:
+                    batches.close()  # its open cursor on the other file would keep it attached
                 applier.finish()
     finally:
-        conn.execute("DETACH DATABASE other")
+        try:
+            conn.execute("DETACH DATABASE other")
+        except sqlite3.Error:
+            pass  # still in use by a statement being torn down: it goes with the connection
     return MergeResult(
         {t.name: applier.added.get(t.name, 0) for t in present(conn) if t.name in schema.tables},
         applier.changed, applier.deleted, len(applier.conflicts),
     )
 
 
-def _batches(conn: sqlite3.Connection, schema: Schema) -> Iterator[Checked]:
+def _batches(conn: sqlite3.Connection, schema: Schema) -> Generator[Checked, None, None]:
     """The other file's tombstones, then its rows table by table, as checked batches.
 
     What this file already holds as it is (the same row, an equal or newer
@@ -129,6 +142,18 @@ def _batches(conn: sqlite3.Connection, schema: Schema) -> Iterator[Checked]:
         "SELECT tbl, key, hlc FROM other.tombstones o WHERE NOT EXISTS (SELECT 1 FROM main.tombstones m "
         "WHERE m.tbl = o.tbl AND m.key = o.key AND m.hlc >= o.hlc)"
     )
+    try:
+        yield from _tombstone_batches(cur, schema)
+    finally:
+        cur.close()
+    theirs = {t.name for t in present(conn, "other")}
+    for table in present(conn):
+        if table.name not in theirs or table.name not in schema.tables:
+            continue  # the other file predates this table
+        yield from _table_batches(conn, schema, table)
+
+
+def _tombstone_batches(cur: sqlite3.Cursor, schema: Schema) -> Iterator[Checked]:
     while rows := cur.fetchmany(BATCH):
         batch = Checked(schema)
         for tbl, key, stamp in rows:
@@ -137,24 +162,31 @@ def _batches(conn: sqlite3.Connection, schema: Schema) -> Iterator[Checked]:
             except Bad as exc:
                 raise Bad(f"tombstones: {exc}") from None
         yield batch
-    theirs = {t.name for t in present(conn, "other")}
-    for table in present(conn):
-        if table.name not in theirs or table.name not in schema.tables:
-            continue  # the other file predates this table
-        yield from _table_batches(conn, schema, table)
 
 
 def _table_batches(conn: sqlite3.Connection, schema: Schema, table: SyncedTable) -> Iterator[Checked]:
     order = schema.columns[table.name]
     live = {r[1] for r in conn.execute(f"PRAGMA other.table_info({table.name})")}
     picked = [c for c in order if c in live]
-    fill = defaults(table, order)
-    where = [picked.index(c) if c in live else -1 for c in order]
+    missing = [k for k in table.key if k not in live]
+    if missing:
+        raise Bad(f"{table.name} has no column {missing[0]!r} there")
     join = " AND ".join(f"m.{c} = o.{c}" if c in table.key else f"m.{c} IS o.{c}" for c in picked)
     cur = conn.execute(
         f"SELECT {', '.join('o.' + c for c in picked)} FROM other.{table.name} o "
         f"WHERE NOT EXISTS (SELECT 1 FROM main.{table.name} m WHERE {join})"
     )
+    try:
+        yield from _row_batches(cur, schema, table, picked, order)
+    finally:
+        cur.close()
+
+
+def _row_batches(cur: sqlite3.Cursor, schema: Schema, table: SyncedTable, picked: list[str],
+                 order: tuple[str, ...]) -> Iterator[Checked]:
+    live = set(picked)
+    fill = defaults(table, order)
+    where = [picked.index(c) if c in live else -1 for c in order]
     while rows := cur.fetchmany(BATCH):
         if len(picked) != len(order):
             rows = [tuple(r[i] if i >= 0 else d for i, d in zip(where, fill, strict=True)) for r in rows]

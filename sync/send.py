@@ -187,7 +187,9 @@ def check_clock(s: Session) -> None:
     row = s.conn.execute("SELECT value FROM meta WHERE key = 'hlc'").fetchone()
     if row is not None:
         stamped = hlc.parse(row[0])[0] / 1000
-        if stamped > server + hlc.MAX_AHEAD_MS / 1000:
+        # A pull accepts HLCs a day past the later of two clocks up to
+        # MAX_SKEW_S apart: allow that much here too.
+        if stamped > server + hlc.MAX_AHEAD_MS / 1000 + MAX_SKEW_S:
             since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamped - hlc.MAX_AHEAD_MS / 1000))
             raise ClockSkew(
                 f"this database stamped edits {_when(stamped - server)} ahead of the clock of remote {s.name!r} "

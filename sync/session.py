@@ -23,6 +23,8 @@ _HEAD = re.compile(r"^heads/([0-7][0-9a-hjkmnp-tv-z]{25})\.json$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, int], None]
+# format.json and heads are a few hundred bytes: a larger one is refused unread.
+SMALL_OBJECT = 64 * 1024
 
 
 def head_key(host: str) -> str:
@@ -160,14 +162,14 @@ class Session:
             self._store_id = str(row[0])
             return self._store_id
         try:
-            data = self.remote.get(FORMAT_KEY)
+            data = self.remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
         except ObjectMissing:
             doc = {"type": "localfirst-remote", "format": FORMAT, "store": ids.new_id()}
             data = json.dumps(doc, sort_keys=True).encode()
             try:
                 self.remote.put(FORMAT_KEY, data, sha256=sha256(data), create_only=True)
             except ObjectExists:
-                data = self.remote.get(FORMAT_KEY)
+                data = self.remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
         doc = _json(data, f"{FORMAT_KEY} of {self.config.url}")
         fmt = doc.get("format")
         if isinstance(fmt, int) and fmt > FORMAT:
@@ -183,7 +185,7 @@ class Session:
     def read_head(self, host: str) -> tuple[int, str]:
         """(seq, sha256) from ``heads/<host>.json``, checked."""
         key = head_key(host)
-        doc = _json(self.remote.get(key), f"{key} of {self.config.url}")
+        doc = _json(self.remote.get(key, max_bytes=SMALL_OBJECT), f"{key} of {self.config.url}")
         seq, sha, named = doc.get("seq"), doc.get("sha256"), doc.get("host")
         if (
             named != host or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0
@@ -200,7 +202,7 @@ class Session:
 def _json(data: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise CorruptObject(f"{where} is not valid JSON") from exc
     if not isinstance(doc, dict):
         raise CorruptObject(f"{where} is not a JSON object")
