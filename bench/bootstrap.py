@@ -150,7 +150,8 @@ def main() -> None:
             data = db.read_bytes()
             boto3.client("s3", endpoint_url=direct).put_object(Bucket="bench", Key="copy/logs.db", Body=data)
             start = time.perf_counter()
-            fetched = boto3.client("s3", endpoint_url=slow).get_object(Bucket="bench", Key="copy/logs.db")["Body"].read()
+            answer = boto3.client("s3", endpoint_url=slow).get_object(Bucket="bench", Key="copy/logs.db")
+            fetched = answer["Body"].read()
             d_s = time.perf_counter() - start
             assert len(fetched) == len(data)
             idle = sync.sync(compactor)
