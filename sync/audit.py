@@ -92,12 +92,13 @@ def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Ran
 
 
 def _check_host(s: Session, schema: Schema, host: str, start: tuple[int, str | None], out: Verified,
-                pick: random.Random, share: float) -> None:
+                pick: random.Random, share: float) -> int | None:
+    """Walk one host's log; returns the seq its head names (None when the head is unreadable)."""
     try:
         head_seq, head_sha = s.read_head(host)
     except (CorruptObject, ObjectMissing) as exc:
         out.problems.append(Problem(f"heads/{host}.json", str(exc)))
-        return
+        return None
     seq, expected = start
     store = s.store_id()
     for q in range(seq + 1, head_seq + 1):
@@ -128,6 +129,7 @@ def _check_host(s: Session, schema: Schema, host: str, start: tuple[int, str | N
         expected = digest
         if last and digest is not None and digest != head_sha:
             out.problems.append(Problem(key, f"does not match the head of host {host}"))
+    return head_seq
 
 
 def check_local(conn: sqlite3.Connection, remote: str | None) -> list[Problem]:
@@ -170,13 +172,9 @@ def verify_session(s: Session, *, share: float = 0.0, local: bool = False, seed:
         start: tuple[int, str | None] = (floor.get(host, 0), None)
         if newest is not None and host in newest.covers and newest.covers[host][0] >= start[0]:
             start = newest.covers[host]
-        _check_host(s, schema, host, start, out, pick, share)
-        if host != s.host:
-            chain = s.chain(host)
-            try:
-                out.not_applied_here += max(0, s.read_head(host)[0] - chain.seq)
-            except (CorruptObject, ObjectMissing):
-                pass
+        head_seq = _check_host(s, schema, host, start, out, pick, share)
+        if host != s.host and head_seq is not None:
+            out.not_applied_here += max(0, head_seq - s.chain(host).seq)
     out.not_pushed_yet = capture.pending_count(s.conn, s.name)
     if local:
         out.problems += check_local(s.conn, s.name)

@@ -23,7 +23,7 @@ from pathlib import Path
 from localfirst.errors import CorruptObject, FormatTooNew, RemoteError
 
 from . import capture
-from .apply import Applier, Conflict
+from .apply import Conflict, apply_checked
 from .changeset import MAX_TEXT, decode, peek_header, sha256
 from .check import Schema
 from .remotes import ObjectMissing
@@ -56,9 +56,7 @@ def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Ch
     _, batch = decode(body, schema, where=key)
     with s.store.write() as conn:
         with capture.guard(conn, "pull"):
-            applier = Applier(conn, schema, source=key)
-            applier.apply(batch)
-            applier.finish()
+            applier = apply_checked(conn, batch, source=key)
         s.save_chain(host, chain)
     result.rows += len(batch)
     result.changesets += 1

@@ -31,7 +31,7 @@ from localfirst.registry import TABLES
 from localfirst.timeutil import now_utc
 
 from . import capture
-from .apply import Applier
+from .apply import apply_checked
 from .changeset import FORMAT, MAX_ROWS, MAX_TEXT, decode_lines, op_line, sha256, text_lines
 from .check import Schema
 from .remotes import ObjectExists
@@ -257,9 +257,7 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
             raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
         batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
         with s.store.write() as conn, capture.guard(conn, "snapshot"):
-            applier = Applier(conn, schema, source=key)
-            applier.apply(batch)
-            applier.finish()
+            apply_checked(conn, batch, source=key)
         rows += len(batch)
         if on_part is not None:
             on_part(rows)

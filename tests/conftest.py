@@ -45,6 +45,23 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
+def two_machines(tmp_path: Path) -> tuple[Path, Store, Store]:
+    """A folder remote, an honest machine that pushed one exchange, and a victim that has not synced yet."""
+    from synctools import log, new_store
+
+    import sync
+
+    root = tmp_path / "remote"
+    root.mkdir()
+    honest, victim = new_store(tmp_path / "honest.db"), new_store(tmp_path / "victim.db")
+    for s in (honest, victim):
+        sync.add_remote(s, "origin", root.as_uri())
+    log(honest, "from the honest host")
+    sync.sync(honest)
+    return root, honest, victim
+
+
+@pytest.fixture
 def fresh_store() -> Iterator[Store]:
     """A migrated store on an in-memory database."""
     from localfirst.db import connect

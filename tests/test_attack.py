@@ -29,18 +29,6 @@ from sync.folder import FolderRemote
 from sync.merge import merge_database
 
 
-@pytest.fixture
-def two_machines(tmp_path: Path) -> tuple[Path, Store, Store]:
-    root = tmp_path / "remote"
-    root.mkdir()
-    honest, victim = new_store(tmp_path / "honest.db"), new_store(tmp_path / "victim.db")
-    for s in (honest, victim):
-        sync.add_remote(s, "origin", root.as_uri())
-    log(honest, "from the honest host")
-    sync.sync(honest)
-    return root, honest, victim
-
-
 def _conv(cid: str) -> tuple[Any, ...]:
     return ("set", "conversations", {"id": cid, "name": None, "model": "m", "created_utc": T, "name_hlc": ""},
             None, None)

@@ -137,18 +137,6 @@ CASES: dict[str, tuple[Callable[[str], bytes], str]] = {
 }
 
 
-@pytest.fixture
-def two_machines(tmp_path: Path) -> tuple[Path, Store, Store]:
-    root = tmp_path / "remote"
-    root.mkdir()
-    honest, victim = new_store(tmp_path / "honest.db"), new_store(tmp_path / "victim.db")
-    for s in (honest, victim):
-        sync.add_remote(s, "origin", root.as_uri())
-    log(honest, "from the honest host")
-    sync.sync(honest)
-    return root, honest, victim
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_hostile_changeset_is_refused_alone(two_machines: tuple[Path, Store, Store], case: str, run: Any) -> None:
     root, honest, victim = two_machines
