@@ -244,6 +244,15 @@ def bury(conn: sqlite3.Connection, dead: Iterable[tuple[str, str, str]], *,
                     f"FROM {table.name} WHERE {col} = ? ON CONFLICT (tbl, key) DO NOTHING",
                     [(DERIVED_HLC, k) for (k,) in keys],
                 )
+                # Queued for every remote even while a pull applies (capture
+                # is paused then): a machine that never saw the row learns of
+                # its tombstone too, so every machine ends with the same ones.
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) SELECT r.name, 'tombstones', "
+                    f"json_array('{table.name}', t.{table.key[0]}) FROM {table.name} t CROSS JOIN sync_remotes r "
+                    f"WHERE t.{col} = ?",
+                    keys,
+                )
             gone[table.name] = gone.get(table.name, 0) + _delete(conn, table, f"{col} = ?", keys)
     if orphans:
         remove_orphans(conn, tables=tables)

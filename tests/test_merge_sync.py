@@ -87,3 +87,28 @@ def test_rows_merged_on_a_syncing_machine_reach_every_other_machine(tmp_path: Pa
     sync.sync(b)
     assert b.get_response(kept).prompt == "from the old laptop"
     assert dump(a) == dump(b)
+
+
+def test_a_response_added_to_a_conversation_deleted_elsewhere_leaves_the_same_tombstones_everywhere(
+        tmp_path: Path) -> None:
+    """B adds a response to a conversation A deletes; B hears of the delete before pushing it.
+
+    The response's own tombstone (derived from the conversation's) reaches C,
+    which never saw the response: every machine ends with the same tombstones.
+    """
+    url = f"file://{tmp_path}/remote"
+    a, b, c = (new_store(tmp_path / f"{n}.db") for n in "abc")
+    for s in (a, b, c):
+        sync.add_remote(s, "origin", url)
+    first = log(a, "first")
+    cid = a.get_response(first).conversation_id
+    for s in (a, b, c):
+        sync.sync(s)
+    late = log(b, "added on b", cid=cid)
+    a.delete(conversation_id=cid)
+    sync.sync(a)
+    sync.sync(b)  # pulls the delete (late goes with it), then pushes
+    sync.sync(c)
+    sync.sync(a)
+    assert dump(a) == dump(b) == dump(c)
+    assert ("responses", late) in {(t, k) for t, k, _ in dump(c)["tombstones"]}
