@@ -18,11 +18,12 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from localfirst import ids
-from localfirst.errors import RemoteError
+from localfirst.errors import CorruptObject, RemoteError
 from localfirst.store import Store
 
 from . import capture
@@ -199,7 +200,13 @@ def sync(store: Store, remote: str | None = None, *, client: Remote | None = Non
     pushed = PushResult(s.name, sent, sent_rows, s.remote.bytes_sent, s.remote.requests - before, held)
     # Past the threshold, compact too; never on a sync that moved nothing, so
     # an idle sync stays one request.
-    compacted = maybe_compact(s) if got.changesets or sent else None
+    compacted = None
+    if got.changesets or sent:
+        try:
+            compacted = maybe_compact(s)
+        except CorruptObject as exc:
+            # The sync itself went through; the remote needs a look (`verify`).
+            raise CorruptObject(f"synced, but compacting on its own stopped: {exc.message}") from exc
     return SyncResult(pulled, pushed, compacted)
 
 
@@ -289,11 +296,11 @@ def _snapshot_status(s: Session, heads: dict[str, int]) -> dict[str, Any] | None
     manifest = newest(s)
     if manifest is None:
         return None
-    after = size = 0
-    for host, pushed in heads.items():
-        for q in range(manifest.covers.get(host, (0, ""))[0] + 1, pushed + 1):
-            after += 1
-            size += s.remote.head(log_key(host, q)).size or 0
+    keys = [log_key(host, q) for host, pushed in heads.items()
+            for q in range(manifest.covers.get(host, (0, ""))[0] + 1, pushed + 1)]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # a HEAD each, 8 in flight
+        size = sum(info.size or 0 for info in pool.map(s.remote.head, keys))
+    after = len(keys)
     server = s.remote.server_time()
     now_ms = int((server if server is not None else time.time()) * 1000)
     return {"id": manifest.id, "created_utc": manifest.created_utc, "rows": manifest.rows,
