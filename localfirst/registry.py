@@ -25,6 +25,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -93,23 +94,23 @@ class SyncedTable:
     #: columns set wins before hashes are compared (an attachment's bytes)
     prefer: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def mutable(self) -> dict[str, str]:
         """Each mutable column with the HLC column that orders it."""
         return {n: c.stamped_by for n, c in self.columns.items() if c.stamped_by}
 
-    @property
+    @cached_property
     def stamps(self) -> frozenset[str]:
         """HLC columns: the local clock moves past every value applied."""
         return frozenset(n for n, c in self.columns.items() if c.kind == "hlc")
 
-    @property
+    @cached_property
     def immutable(self) -> tuple[str, ...]:
         """Columns that never change once written: two rows of one key must agree on them."""
         moving = set(self.mutable) | set(self.mutable.values())
         return tuple(n for n in self.columns if n not in moving and n not in self.key)
 
-    @property
+    @cached_property
     def op(self) -> str:
         """``set`` for rows with mutable fields (upsert, per-field LWW), else ``put``."""
         return "set" if self.mutable else "put"
