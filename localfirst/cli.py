@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -698,6 +699,8 @@ def _show(result: Any, json_output: bool) -> None:
 
 
 _REMOTE_ARG = typer.Argument(None, help="Remote name (optional when only one is configured).")
+_PASSPHRASE_FILE = typer.Option(None, "--passphrase-file", metavar="PATH",
+                                help="Read the passphrase (or recovery key) from this file.")
 _JSON_OPT = typer.Option(False, "--json", help="Output JSON.")
 
 
@@ -779,25 +782,90 @@ def remote_add(
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, R2, Ceph)."),
     region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
     profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Create the remote encrypted end to end (a remote that "
+                                                         "is already encrypted is noticed without it)."),
+    passphrase_file: Optional[Path] = _PASSPHRASE_FILE,
 ) -> None:
-    """Add a remote; the next push sends everything already logged."""
+    """Add a remote; the next push sends everything already logged.
+
+    An encrypted remote asks for its passphrase (or recovery key): from
+    --passphrase-file, LOCALFIRST_PASSPHRASE, or the terminal.
+    """
     from sync import add_remote
 
-    added = add_remote(open_store(), name, url, endpoint_url=endpoint_url, region=region, profile=profile)
-    typer.echo(f"Added remote {added.name}: {added.url}")
+    added = add_remote(open_store(), name, url, endpoint_url=endpoint_url, region=region, profile=profile,
+                       encrypt=encrypt, passphrase=_passphrase(passphrase_file))
+    how = " (encrypted)" if added.config.encrypted else ""
+    typer.echo(f"Added remote {added.name}: {added.url}{how}")
+    if not added.reached:
+        typer.echo(f"Could not reach {added.url} now; it is checked at the first sync.", err=True)
+    if added.recovery_key:
+        typer.echo(f"Recovery key, shown only now: {added.recovery_key}\n"
+                   "Keep it away from this machine: with the passphrase lost, it is the only way back in.")
+
+
+@remote_app.command("passphrase")
+def remote_passphrase(
+    name: Optional[str] = _REMOTE_ARG, passphrase_file: Optional[Path] = _PASSPHRASE_FILE,
+) -> None:
+    """Change an encrypted remote's passphrase: the old one stops working, the recovery key stays."""
+    import sync
+
+    sync.change_passphrase(open_store(), name, passphrase=_passphrase(passphrase_file))
+    typer.echo("Passphrase changed; machines already syncing go on without it.")
+
+
+@remote_app.command("rotate-key")
+def remote_rotate_key(name: Optional[str] = _REMOTE_ARG) -> None:
+    """Add a data key to an encrypted remote: new objects use it; `compact` rewrites the rest."""
+    import sync
+
+    key_id = sync.rotate_key(open_store(), name)
+    typer.echo(f"New data key {key_id}: new objects are sealed with it; older ones stay readable.")
+
+
+def _passphrase(path: Optional[Path]) -> Callable[[bool], str]:
+    """Where a passphrase comes from: a file, LOCALFIRST_PASSPHRASE, or the terminal (asked twice when new)."""
+
+    def ask(new: bool) -> str:
+        if path is not None:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+                raise BadInput(f"cannot read the passphrase file {path}: {why}") from None
+            return text.removesuffix("\n").removesuffix("\r")
+        env = os.environ.get("LOCALFIRST_PASSPHRASE")
+        if env is not None:
+            return env
+        if not sys.stdin.isatty():
+            raise BadInput("this remote needs a passphrase: set LOCALFIRST_PASSPHRASE, give --passphrase-file, "
+                           "or run on a terminal")
+        import getpass
+
+        first = getpass.getpass("New passphrase: " if new else "Passphrase (or recovery key): ")
+        if new and first and getpass.getpass("Again: ") != first:
+            raise BadInput("the two passphrases differ; nothing was changed")
+        return first
+
+    return ask
 
 
 @remote_app.command("list")
 def remote_list(json_output: bool = _JSON_OPT) -> None:
     """List the configured remotes."""
     from sync import list_remotes
+    from sync.keys import key_id as sync_key_id
 
     found = list_remotes(open_store())
     if json_output:
-        _print_json([r.to_json() for r in found])
+        _print_json([{**r.to_json(), "key_id": sync_key_id(r)} for r in found])
         return
     for r in found:
-        extra = "".join(f" {k}={v}" for k, v in r.to_json().items() if v and k not in ("name", "url"))
+        extra = "".join(f" {k}={v}" for k, v in r.to_json().items()
+                        if v and k not in ("name", "url", "encrypted") and v != "all")
+        if r.encrypted:
+            extra += f" encrypted key={sync_key_id(r) or 'missing on this machine'}"
         typer.echo(f"{r.name}\t{r.url}{extra}")
 
 
@@ -820,7 +888,8 @@ def remote_status(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON
         _print_json(found.to_json())
         return
     pending = f" (changeset {found.pending_changeset} pending)" if found.pending_changeset else ""
-    typer.echo(f"{found.remote} {found.url}\n{found.waiting} rows waiting to be pushed{pending}")
+    sealed = f" (encrypted, key {found.key_id})" if found.encrypted else " (not encrypted)"
+    typer.echo(f"{found.remote} {found.url}{sealed}\n{found.waiting} rows waiting to be pushed{pending}")
     for h in found.hosts:
         who = " (this machine)" if h.this_machine else ""
         typer.echo(f"  {h.host}{who}: pushed {h.pushed}, applied here {h.applied}")

@@ -24,6 +24,7 @@ __all__ = [
     "FormatTooNew",
     "ClockSkew",
     "LeaseHeld",
+    "WrongKey",
 ]
 
 
@@ -118,3 +119,9 @@ class ClockSkew(RemoteError):
 
 class LeaseHeld(RemoteError):
     """Another compaction holds the remote's compaction lease."""
+
+
+class WrongKey(RemoteError):
+    """An encrypted remote that this machine's key (or the passphrase given) does not open."""
+
+    exit_code = 11

@@ -303,3 +303,19 @@ def m030_conflicts(db: Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migration("m035_remote_keys")
+def m035_remote_keys(db: Database) -> None:
+    """Whether a remote is encrypted, and what it carries.
+
+    ``cipher`` names the cipher of an encrypted remote (NULL: plain); its keys
+    are never here, only in the key file of this machine. ``scope`` is
+    ``all`` (a person's whole history) or ``templates`` (a team's library).
+    """
+    db.executescript(
+        """
+        ALTER TABLE sync_remotes ADD COLUMN cipher TEXT;
+        ALTER TABLE sync_remotes ADD COLUMN scope TEXT NOT NULL DEFAULT 'all';
+        """
+    )

@@ -1,7 +1,7 @@
 """Merging stores and moving their changes between machines."""
 
 from .apply import Conflict
-from .config import add_remote, get_remote, list_remotes, remove_remote
+from .config import Added, add_remote, get_remote, list_remotes, remove_remote
 from .engine import (
     Compacted,
     HostStatus,
@@ -10,10 +10,12 @@ from .engine import (
     RemoteStatus,
     SyncResult,
     Verified,
+    change_passphrase,
     compact,
     pull,
     push,
     reset_host,
+    rotate_key,
     status,
     sync,
     verify,
@@ -34,7 +36,7 @@ from .remotes import (
 
 __all__ = [
     "MergeResult", "merge_database",
-    "add_remote", "get_remote", "list_remotes", "remove_remote",
+    "Added", "add_remote", "get_remote", "list_remotes", "remove_remote", "change_passphrase", "rotate_key",
     "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
     "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus", "Conflict",
     # What a remote implementation needs: the protocol, what it returns and

@@ -8,26 +8,100 @@ Credentials are never stored: S3 ones come from boto3's usual chain.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from localfirst.errors import BadInput, NotFound
+from localfirst import ids
+from localfirst.errors import BadInput, CorruptObject, FormatTooNew, NotFound, RemoteError
 from localfirst.store import Store
 from localfirst.timeutil import now_utc
 
 from . import capture
-from .remotes import RemoteConfig, check_url
+from .changeset import sha256
+from .crypto import CIPHER
+from .keys import ENCRYPTED_FORMAT, Secret, create_keys, join_keys
+from .remotes import ObjectExists, ObjectMissing, Remote, RemoteConfig, check_url, open_remote
 
-__all__ = ["add_remote", "remove_remote", "list_remotes", "get_remote"]
+__all__ = ["Added", "add_remote", "remove_remote", "list_remotes", "get_remote"]
+
+FORMAT_KEY = "format.json"
+SMALL_OBJECT = 64 * 1024
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Added:
+    """A remote just added, and what its adding said."""
+
+    config: RemoteConfig
+    #: for a remote created encrypted: the recovery key, to show once (it is kept nowhere)
+    recovery_key: str | None = field(default=None, repr=False)
+    #: False when the remote could not be reached: it is checked at the first sync instead
+    reached: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def url(self) -> str:
+        return self.config.url
 
 
 def add_remote(
     store: Store, name: str, url: str, *,
     endpoint_url: str | None = None, region: str | None = None, profile: str | None = None,
-) -> RemoteConfig:
-    """Add a remote; its first push will carry everything already in the store."""
+    encrypt: bool = False, passphrase: Secret | None = None, client: Remote | None = None,
+    scrypt_n: int | None = None,
+) -> Added:
+    """Add a remote; its first push will carry everything already in the store.
+
+    The remote is looked at first: one that is encrypted is joined with
+    ``passphrase`` (a passphrase or the recovery key, or a function that
+    asks for one), checked against its key check before anything is saved;
+    with ``encrypt``, an empty one is created encrypted. ``client`` replaces
+    the remote implementation (tests); ``scrypt_n`` the passphrase stretching
+    cost of a new remote (tests; the default is in ``sync.crypto``).
+    """
+    config = _check_config(store, name, url, endpoint_url, region, profile)
+    remote = client if client is not None else open_remote(config)
+    try:
+        fmt = _format(remote)
+    except RemoteError:
+        if encrypt or passphrase is not None:
+            raise
+        return Added(_save(store, config), reached=False)  # offline: the first sync reads format.json
+    recovery = None
+    encrypted = fmt is not None and fmt.get("format") == ENCRYPTED_FORMAT
+    if not encrypted and not encrypt:
+        return Added(_save(store, config))
+    if passphrase is None:
+        raise BadInput(f"remote {name!r} at {config.url} is encrypted: its passphrase or recovery key is needed"
+                       if fmt is not None else "an encrypted remote needs a passphrase")
+    if fmt is None:
+        fmt, ring, recovery = create_keys(remote, passphrase, scrypt_n=scrypt_n)
+        body = json.dumps(fmt, sort_keys=True).encode()
+        try:
+            remote.put(FORMAT_KEY, body, sha256=sha256(body), create_only=True)
+        except ObjectExists:
+            raise RemoteError(f"another machine created a remote at {config.url} at the same moment: "
+                              "run `localfirst remote add` again to join it") from None
+    elif encrypted:
+        ring = join_keys(remote, fmt, passphrase, name=name)
+    else:
+        raise BadInput(f"{config.url} was created as a plain remote, and a remote cannot be encrypted later: "
+                       "use another folder or prefix for an encrypted one")
+    ring.save()
+    config = replace(config, cipher=fmt["cipher"], store_id=ring.store)
+    return Added(_save(store, config), recovery_key=recovery)
+
+
+def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, region: str | None,
+                  profile: str | None) -> RemoteConfig:
     if not _NAME.fullmatch(name):
         raise BadInput(f"{name!r} is not a valid remote name (letters, digits, '-', '_', '.')")
     url = check_url(url)
@@ -37,6 +111,8 @@ def add_remote(
         _check_endpoint(endpoint_url)
     if region is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", region):
         raise BadInput(f"{region!r} is not a region name (like eu-west-1, auto or us-east-1)")
+    if store.conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [name]).fetchone():
+        raise BadInput(f"a remote named {name!r} already exists; remove it first")
     if url.startswith("file://"):
         folder = Path(url.removeprefix("file://"))
         if not folder.parent.is_dir():
@@ -45,16 +121,44 @@ def add_remote(
             folder.mkdir(exist_ok=True)
         except OSError as exc:
             raise BadInput(f"cannot use {folder} as a remote folder: {exc.strerror}") from exc
-    with store.write() as conn:
-        if conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [name]).fetchone():
-            raise BadInput(f"a remote named {name!r} already exists; remove it first")
-        conn.execute(
-            "INSERT INTO sync_remotes (name, url, endpoint_url, region, profile, added_utc) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [name, url, endpoint_url, region, profile, now_utc()],
-        )
-        capture.seed(conn, name)
     return RemoteConfig(name, url, endpoint_url, region, profile)
+
+
+def _format(remote: Remote) -> dict[str, Any] | None:
+    """The remote's format.json, checked; None when there is none yet."""
+    try:
+        data = remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
+    except ObjectMissing:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        doc = None
+    store = doc.get("store") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("type") != "localfirst-remote" or not isinstance(store, str) \
+            or not ids.is_id(store):
+        raise CorruptObject(f"{remote.url} holds a {FORMAT_KEY} that is not a localfirst remote's")
+    fmt = doc.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > ENCRYPTED_FORMAT:
+        raise FormatTooNew(f"{remote.url} uses sync format {str(fmt)[:20]}; upgrade localfirst to sync with it")
+    if fmt == ENCRYPTED_FORMAT and doc.get("cipher") != CIPHER:
+        raise CorruptObject(f"{remote.url} is encrypted with {str(doc.get('cipher'))[:40]!r}, a cipher this "
+                            f"localfirst does not know (it knows {CIPHER})")
+    return doc
+
+
+def _save(store: Store, config: RemoteConfig) -> RemoteConfig:
+    with store.write() as conn:
+        if conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [config.name]).fetchone():
+            raise BadInput(f"a remote named {config.name!r} already exists; remove it first")
+        conn.execute(
+            "INSERT INTO sync_remotes (name, url, endpoint_url, region, profile, added_utc, cipher, scope, store_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [config.name, config.url, config.endpoint_url, config.region, config.profile, now_utc(),
+             config.cipher, config.scope, config.store_id],
+        )
+        capture.seed(conn, config.name)
+    return config
 
 
 def remove_remote(store: Store, name: str) -> None:
@@ -68,7 +172,7 @@ def remove_remote(store: Store, name: str) -> None:
 
 def list_remotes(store: Store) -> list[RemoteConfig]:
     rows = store.conn.execute(
-        "SELECT name, url, endpoint_url, region, profile FROM sync_remotes ORDER BY name"
+        "SELECT name, url, endpoint_url, region, profile, cipher, scope, store_id FROM sync_remotes ORDER BY name"
     ).fetchall()
     return [RemoteConfig(*r) for r in rows]
 

@@ -23,15 +23,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from localfirst import ids
-from localfirst.errors import CorruptObject, RemoteError
+from localfirst.errors import BadInput, CorruptObject, RemoteError
 from localfirst.store import Store
 
-from . import capture
+from . import capture, keys
 from .apply import Conflict
 from .audit import Verified, verify_session
 from .collect import Held
 from .compaction import DEFAULT_MARGIN, Compacted, compact_session, maybe_compact
 from .config import get_remote
+from .keys import Secret
 from .receive import pull_session
 from .remotes import Remote, RemoteSignal, open_remote
 from .send import push_session
@@ -39,7 +40,7 @@ from .session import Progress, Session, head_key
 
 __all__ = [
     "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
-    "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus",
+    "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus", "change_passphrase", "rotate_key",
 ]
 
 
@@ -226,6 +227,27 @@ def verify(store: Store, remote: str | None = None, *, share: float = 0.0, local
     return verify_session(s, share=share, local=local, seed=seed)
 
 
+@_signals_are_errors
+def change_passphrase(store: Store, remote: str | None = None, *, passphrase: Secret,
+                      client: Remote | None = None, scrypt_n: int | None = None) -> None:
+    """Wrap an encrypted remote's master key under a new passphrase; the old one stops opening it."""
+    s = _session(store, remote, client, None)
+    keys.change_passphrase(s.remote, _ring(s), passphrase, scrypt_n=scrypt_n)
+
+
+@_signals_are_errors
+def rotate_key(store: Store, remote: str | None = None, *, client: Remote | None = None) -> str:
+    """Add a data key to an encrypted remote; returns its id. New objects use it; old ones stay readable."""
+    s = _session(store, remote, client, None)
+    return keys.rotate_key(s.remote, _ring(s))
+
+
+def _ring(s: Session) -> keys.Keyring:
+    if s.keyring is None:
+        raise BadInput(f"remote {s.name!r} is not encrypted (a remote is created encrypted or plain, once)")
+    return s.keyring
+
+
 @dataclass
 class HostStatus:
     host: str
@@ -248,6 +270,10 @@ class RemoteStatus:
     requests: int = 0
     #: keys that arrived with other content, newest first (every one ever seen here)
     conflicts: list[Conflict] = field(default_factory=list)
+    #: whether objects are sealed, and the id of the data key new objects are sealed with
+    encrypted: bool = False
+    key_id: str | None = None
+    scope: str = "all"
     #: the newest snapshot: id, created_utc, age in seconds, its cut, and the
     #: changesets (and their bytes) pushed after it; None when there is none
     snapshot: dict[str, Any] | None = None
@@ -265,7 +291,8 @@ def status(store: Store, remote: str | None = None, *, client: Remote | None = N
     s = _session(store, remote, client, None)
     pending = s.conn.execute("SELECT seq FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
     result = RemoteStatus(s.name, s.config.url, s.host, capture.pending_count(s.conn, s.name),
-                          pending[0] if pending else None)
+                          pending[0] if pending else None, encrypted=s.keyring is not None,
+                          key_id=s.keyring.newest_id if s.keyring else None, scope=s.config.scope)
     result.conflicts = [
         Conflict(*row) for row in s.conn.execute(
             "SELECT tbl, key, kept, other, source FROM sync_conflicts ORDER BY seen_utc DESC, tbl, key")

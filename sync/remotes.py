@@ -114,11 +114,21 @@ class RemoteConfig:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
+    #: the cipher of an encrypted remote (its keys are in this machine's key file), None when plain
+    cipher: str | None = None
+    #: "all" (a person's whole history) or "templates" (a team's library)
+    scope: str = "all"
+    #: the remote's store id, once known (from its format.json)
+    store_id: str | None = None
 
-    def to_json(self) -> dict[str, str | None]:
+    @property
+    def encrypted(self) -> bool:
+        return self.cipher is not None
+
+    def to_json(self) -> dict[str, str | bool | None]:
         return {
             "name": self.name, "url": self.url, "endpoint_url": self.endpoint_url,
-            "region": self.region, "profile": self.profile,
+            "region": self.region, "profile": self.profile, "encrypted": self.encrypted, "scope": self.scope,
         }
 
 

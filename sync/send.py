@@ -108,7 +108,7 @@ def _send(s: Session, p: Pending) -> None:
         s.remote.put(key, p.body, sha256=p.sha256, create_only=True)
     except ObjectExists:
         info = s.remote.head(key)
-        if info.sha256 != p.sha256:
+        if not s.remote.holds(key, p.body, info.sha256):
             raise fork_error(s.config, p.host, f"{key} already exists with other content") from None
 
 

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from localfirst import ids, migrations
-from localfirst.errors import CorruptObject, ForkDetected, FormatTooNew, RemoteError
+from localfirst.errors import CorruptObject, ForkDetected, FormatTooNew, RemoteError, WrongKey
 from localfirst.store import Store
 
+from . import crypto
 from .changeset import FORMAT, sha256
+from .keys import ENCRYPTED_FORMAT, Keyring, fetch_key, is_sealed_key, load_keyring
 from .remotes import ObjectExists, ObjectInfo, ObjectMissing, Remote, RemoteConfig
 
 __all__ = ["Session", "Chain", "head_key", "log_key", "host_of_head", "fork_error"]
@@ -23,6 +25,7 @@ _HEAD = re.compile(r"^heads/([0-7][0-9a-hjkmnp-tv-z]{25})\.json$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, int], None]
+_sha256 = sha256
 # format.json and heads are a few hundred bytes: a larger one is refused unread.
 SMALL_OBJECT = 64 * 1024
 
@@ -61,15 +64,22 @@ class Chain:
 
 
 class Counting:
-    """Wraps a remote and counts its calls: one call is one request (thread-safe: pulls fetch concurrently)."""
+    """Wraps a remote and counts its calls: one call is one request (thread-safe: pulls fetch concurrently).
 
-    def __init__(self, remote: Remote) -> None:
+    With a keyring (an encrypted remote) it also seals every object it puts
+    and opens every object it gets, but for format.json and keys/: nothing
+    above it ever sees a sealed byte, and nothing below it a plain one.
+    """
+
+    def __init__(self, remote: Remote, keyring: Keyring | None = None) -> None:
         self.inner = remote
         self.url = remote.url
+        self.keyring = keyring
         self.requests = 0
         self.bytes_sent = 0
         self.bytes_received = 0
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
 
     def _count(self, sent: int = 0, received: int = 0) -> None:
         with self._lock:
@@ -83,10 +93,42 @@ class Counting:
 
     def get(self, key: str, *, max_bytes: int | None = None) -> bytes:
         self._count()
+        sealed = self.keyring is not None and is_sealed_key(key)
+        if sealed and max_bytes is not None:
+            max_bytes += crypto.OVERHEAD
         data = self.inner.get(key, max_bytes=max_bytes)
         with self._lock:
             self.bytes_received += len(data)
-        return data
+        return self._open(key, data) if sealed else data
+
+    def _open(self, key: str, data: bytes) -> bytes:
+        assert self.keyring is not None
+        header = crypto.Sealed.parse(data)
+        if header is None:
+            raise CorruptObject(f"{key} of {self.url} is not encrypted, in an encrypted remote (written by a "
+                                "client without the key?): refused")
+        dk = self.keyring.key(header.key_id)
+        if dk is None:
+            with self._fetch_lock:
+                dk = self.keyring.key(header.key_id) or fetch_key(self, self.keyring, header.key_id)
+        if dk is None:
+            raise CorruptObject(f"{key} of {self.url} is sealed with key {header.key_id}, which this remote "
+                                "does not hold")
+        plain = dk.open(key, data)
+        if plain is None:
+            raise CorruptObject(f"{key} of {self.url} does not decrypt: altered, or moved here from another name")
+        return plain
+
+    def holds(self, key: str, data: bytes, stored: str | None) -> bool:
+        """Whether ``stored`` (what ``head(key)`` reports) is the sha256 of an object put with ``data``.
+
+        Sealing is deterministic, so a sealed object is compared by sealing
+        ``data`` again, under each key it may have been sealed with.
+        """
+        if self.keyring is None or not is_sealed_key(key):
+            return stored == sha256(data)
+        ring = self.keyring
+        return any(stored == sha256(dk.seal(key, data)) for k in ring.data if (dk := ring.key(k)) is not None)
 
     def head(self, key: str) -> ObjectInfo:
         self._count()
@@ -102,6 +144,9 @@ class Counting:
         return clock() if clock is not None else None
 
     def put(self, key: str, data: bytes, *, sha256: str, create_only: bool, if_match: str | None = None) -> str:
+        if self.keyring is not None and is_sealed_key(key):
+            data = self.keyring.newest().seal(key, data)
+            sha256 = _sha256(data)
         self._count(sent=len(data))
         return self.inner.put(key, data, sha256=sha256, create_only=create_only, if_match=if_match)
 
@@ -112,7 +157,8 @@ class Session:
         self.conn = store.conn
         self.config = config
         self.name = config.name
-        self.remote = Counting(remote)
+        self.keyring = load_keyring(config.store_id or "", config.name) if config.encrypted else None
+        self.remote = Counting(remote, self.keyring)
         self.host = store.host_id
         self.schema_version = len(migrations.names())
         self.progress = progress
@@ -157,6 +203,10 @@ class Session:
         """The id of the remote's store, from ``format.json`` (made on first contact)."""
         if self._store_id is not None:
             return self._store_id
+        if self.keyring is not None:
+            # Known since `remote add`, which checked the key against this very format.json.
+            self._store_id = self.keyring.store
+            return self._store_id
         row = self.conn.execute("SELECT store_id FROM sync_remotes WHERE name = ?", [self.name]).fetchone()
         if row and row[0]:
             self._store_id = str(row[0])
@@ -172,6 +222,12 @@ class Session:
                 data = self.remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
         doc = _json(data, f"{FORMAT_KEY} of {self.config.url}")
         fmt = doc.get("format")
+        if fmt == ENCRYPTED_FORMAT or "cipher" in doc:
+            raise WrongKey(
+                f"remote {self.name!r} is encrypted, and this machine added it without its key: nothing was "
+                f"written. To sync with it: `localfirst remote remove {self.name}`, then `localfirst remote add "
+                f"{self.name} {self.config.url}` with its passphrase or recovery key"
+            )
         if isinstance(fmt, int) and fmt > FORMAT:
             raise FormatTooNew(f"{self.config.url} uses sync format {fmt}; upgrade localfirst to sync with it")
         store = doc.get("store")
