@@ -144,12 +144,11 @@ def _release(s: Session, lease: _Lease) -> None:
 
 def _replay(s: Session, scratch: Path) -> tuple[Store, dict[str, tuple[int, str]]]:
     """The remote's own state, replayed into a scratch database, and the cut it reached."""
-    from .config import add_remote
+    from .config import save_remote
     from .receive import pull_session
 
     replica = Store.open(scratch / "replay.db")
-    add_remote(replica, s.name, s.config.url, endpoint_url=s.config.endpoint_url, region=s.config.region,
-               profile=s.config.profile)
+    save_remote(replica, s.config)
     inner = Session(replica, s.config, s.remote, progress=None)
     got = pull_session(inner)
     if got.errors:

@@ -74,11 +74,11 @@ def add_remote(
     except RemoteError:
         if encrypt or passphrase is not None:
             raise
-        return Added(_save(store, config), reached=False)  # offline: the first sync reads format.json
+        return Added(save_remote(store, config), reached=False)  # offline: the first sync reads format.json
     recovery = None
     encrypted = fmt is not None and fmt.get("format") == ENCRYPTED_FORMAT
     if not encrypted and not encrypt:
-        return Added(_save(store, config))
+        return Added(save_remote(store, config))
     if passphrase is None:
         raise BadInput(f"remote {name!r} at {config.url} is encrypted: its passphrase or recovery key is needed"
                        if fmt is not None else "an encrypted remote needs a passphrase")
@@ -97,7 +97,7 @@ def add_remote(
                        "use another folder or prefix for an encrypted one")
     ring.save()
     config = replace(config, cipher=fmt["cipher"], store_id=ring.store)
-    return Added(_save(store, config), recovery_key=recovery)
+    return Added(save_remote(store, config), recovery_key=recovery)
 
 
 def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, region: str | None,
@@ -147,7 +147,8 @@ def _format(remote: Remote) -> dict[str, Any] | None:
     return doc
 
 
-def _save(store: Store, config: RemoteConfig) -> RemoteConfig:
+def save_remote(store: Store, config: RemoteConfig) -> RemoteConfig:
+    """Record ``config`` as it is, without looking at the remote (a scratch copy of a known one)."""
     with store.write() as conn:
         if conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [config.name]).fetchone():
             raise BadInput(f"a remote named {config.name!r} already exists; remove it first")

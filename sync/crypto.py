@@ -28,15 +28,13 @@ import hmac
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+if TYPE_CHECKING:  # imported on first use: a plain remote never loads cryptography
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
-    "CIPHER", "MAGIC", "OVERHEAD", "DataKey", "Sealed", "InvalidTag", "Scrypt_", "new_key", "wrap", "unwrap",
+    "CIPHER", "MAGIC", "OVERHEAD", "DataKey", "Sealed", "Scrypt_", "new_key", "wrap", "unwrap",
     "passphrase_kek", "recovery_kek", "new_recovery_key", "parse_recovery_key", "b64", "unb64",
 ]
 
@@ -76,22 +74,33 @@ def new_key() -> bytes:
     return os.urandom(32)
 
 
+def _aesgcm(key: bytes) -> AESGCM:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
 def _hkdf(secret: bytes, info: bytes, salt: bytes | None = None) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(secret)
 
 
 def wrap(kek: bytes, secret: bytes, ad: bytes) -> bytes:
     """``secret`` sealed under ``kek`` (random nonce first)."""
     nonce = os.urandom(_NONCE)
-    return nonce + AESGCM(kek).encrypt(nonce, secret, ad)
+    return nonce + _aesgcm(kek).encrypt(nonce, secret, ad)
 
 
 def unwrap(kek: bytes, sealed: bytes, ad: bytes) -> bytes | None:
     """What :func:`wrap` sealed, or None for a wrong key or altered bytes."""
+    from cryptography.exceptions import InvalidTag
+
     if len(sealed) < _NONCE + _TAG:
         return None
     try:
-        return AESGCM(kek).decrypt(sealed[:_NONCE], sealed[_NONCE:], ad)
+        return _aesgcm(kek).decrypt(sealed[:_NONCE], sealed[_NONCE:], ad)
     except InvalidTag:
         return None
 
@@ -117,6 +126,8 @@ class Scrypt_:
 
 
 def passphrase_kek(passphrase: str, params: Scrypt_) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=params.salt, length=32, n=params.n, r=params.r, p=params.p).derive(passphrase.encode())
 
 
@@ -150,7 +161,7 @@ class DataKey:
     def __init__(self, key_id: str, secret: bytes) -> None:
         self.key_id = key_id
         self.header = MAGIC + key_id.encode("ascii")
-        self._aead = AESGCM(_hkdf(secret, b"localfirst object aead"))
+        self._aead: AESGCM = _aesgcm(_hkdf(secret, b"localfirst object aead"))
         self._nonce_key = _hkdf(secret, b"localfirst object nonce")
 
     def seal(self, name: str, plaintext: bytes) -> bytes:
@@ -165,6 +176,8 @@ class DataKey:
         """The plaintext, or None when the bytes were not sealed under this key and name."""
         if len(data) < OVERHEAD or data[:len(self.header)] != self.header:
             return None
+        from cryptography.exceptions import InvalidTag
+
         nonce, body = data[len(self.header):len(self.header) + _NONCE], data[len(self.header) + _NONCE:]
         try:
             return self._aead.decrypt(nonce, body, self.header + name.encode())

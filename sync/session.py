@@ -158,7 +158,8 @@ class Session:
         self.config = config
         self.name = config.name
         self.keyring = load_keyring(config.store_id or "", config.name) if config.encrypted else None
-        self.remote = Counting(remote, self.keyring)
+        # A Counting passed in (compaction's replay) already seals and counts.
+        self.remote = remote if isinstance(remote, Counting) else Counting(remote, self.keyring)
         self.host = store.host_id
         self.schema_version = len(migrations.names())
         self.progress = progress
