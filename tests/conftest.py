@@ -111,3 +111,29 @@ def run_subprocess(*args: str, input: str | None = None, env: dict[str, str] | N
         [sys.executable, "-m", "localfirst", *args],
         input=input, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
     )
+
+
+@pytest.fixture(params=["plain", "encrypted"])
+def both_remotes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a sync test against a plain remote and again against an encrypted one.
+
+    Encrypted, every ``sync.add_remote`` creates or joins the remote with one
+    passphrase (cheap to stretch, for speed). Tests that write raw objects
+    by hand seal them with ``synctools.raw``.
+    """
+    if request.param == "encrypted" and request.node.get_closest_marker("plain_only"):
+        pytest.skip(request.node.get_closest_marker("plain_only").args[0])
+    if request.param == "encrypted":
+        import sync
+        import sync.config
+
+        plain = sync.config.add_remote
+
+        def encrypted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            kwargs.setdefault("encrypt", True)
+            kwargs.setdefault("passphrase", "the test suite's passphrase")
+            kwargs.setdefault("scrypt_n", 1 << 10)
+            return plain(*args, **kwargs)
+
+        monkeypatch.setattr(sync, "add_remote", encrypted)
+    return str(request.param)

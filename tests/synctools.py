@@ -134,3 +134,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ring(root: Path) -> Any:
+    """The keyring of the folder remote at ``root`` when it is encrypted (this test's home holds it)."""
+    import json
+
+    from sync.keys import ENCRYPTED_FORMAT, load_keyring
+
+    fmt = root / "format.json"
+    if not fmt.exists():
+        return None
+    doc = json.loads(fmt.read_text())
+    return load_keyring(doc["store"], "test") if doc.get("format") == ENCRYPTED_FORMAT else None
+
+
+def raw_get(root: Path, key: str) -> bytes:
+    """The object at ``key`` of a folder remote as sync sees it: opened when the remote is encrypted."""
+    from sync.keys import is_sealed_key
+
+    data = (root / key).read_bytes()
+    ring = _ring(root)
+    if ring is None or not is_sealed_key(key):
+        return data
+    from sync.crypto import Sealed
+
+    header = Sealed.parse(data)
+    plain = ring.key(header.key_id).open(key, data) if header else None
+    assert plain is not None, f"{key} does not open"
+    return plain  # type: ignore[no-any-return]
+
+
+def raw_put(root: Path, key: str, data: bytes) -> None:
+    """Write ``data`` at ``key`` by hand, sealed as sync would seal it when the remote is encrypted."""
+    from sync.keys import is_sealed_key
+
+    ring = _ring(root)
+    if ring is not None and is_sealed_key(key):
+        data = ring.newest().seal(key, data)
+    (root / key).parent.mkdir(parents=True, exist_ok=True)
+    (root / key).write_bytes(data)

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from synctools import CountingRemote, Crash, CrashingRemote, dump, log, new_store
+from synctools import CountingRemote, Crash, CrashingRemote, dump, log, new_store, raw_get, raw_put
 
 import sync
 from localfirst.errors import CorruptObject, ForkDetected
@@ -19,6 +19,9 @@ from sync import send as push_module
 from sync.changeset import Header, encode, sha256
 from sync.remotes import Remote, RemoteConfig, open_remote
 from sync.session import head_key, log_key
+
+# Every test here runs against a plain and an encrypted remote.
+pytestmark = pytest.mark.usefixtures("both_remotes")
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -294,23 +297,22 @@ def test_a_replaced_changeset_breaks_the_chain(tmp_path: Path) -> None:
     header = Header(store=b.conn.execute("SELECT store_id FROM sync_remotes").fetchone()[0],
                     host=a.host_id, seq=2, prev="0" * 64, schema=2, rows=0)
     forged = encode(header, [])
-    (root / log_key(a.host_id, 2)).write_bytes(forged)
+    raw_put(root, log_key(a.host_id, 2), forged)
     _rewrite_head(root, a.host_id, 2, sha256(forged))
     _refused(b, a.host_id)
 
 
 def _rewrite_head(root: Path, host: str, seq: int, sha: str) -> None:
-    (root / head_key(host)).write_text(json.dumps({"host": host, "seq": seq, "sha256": sha}))
+    raw_put(root, head_key(host), json.dumps({"host": host, "seq": seq, "sha256": sha}).encode())
 
 
 def _forge(a: Store, b: Store, root: Path, line: dict[str, object]) -> None:
     """A consistent chain (as a writer with access could make) holding one bad line."""
-    path = root / log_key(a.host_id, 2)
-    text = gzip.decompress(path.read_bytes()).decode().splitlines()
+    text = gzip.decompress(raw_get(root, log_key(a.host_id, 2))).decode().splitlines()
     head = json.loads(text[0])
     head["rows"] = 1
     body = gzip.compress((json.dumps(head) + "\n" + json.dumps(line) + "\n").encode(), mtime=0)
-    path.write_bytes(body)
+    raw_put(root, log_key(a.host_id, 2), body)
     _rewrite_head(root, a.host_id, 2, sha256(body))
 
 

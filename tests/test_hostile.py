@@ -21,12 +21,15 @@ from typing import Any
 
 import pytest
 from helpers import assert_one_line_error
-from synctools import dump, log, new_store
+from synctools import dump, log, new_store, raw_put
 
 import sync
 from localfirst import hlc, migrations
 from localfirst.errors import CorruptObject
 from localfirst.store import Store
+
+# Every test here runs against a plain and an encrypted remote.
+pytestmark = pytest.mark.usefixtures("both_remotes")
 
 EVIL = "01h" + "e" * 23
 RID = "01h" + "0" * 22 + "1"
@@ -70,10 +73,9 @@ def plant(root: Path, body: bytes, *, host: str = EVIL) -> str:
     """Put ``body`` as changeset 1 of ``host``, with a head that vouches for it."""
     key = f"log/{host}/{1:012d}.jsonl.gz"
     (root / "log" / host).mkdir(parents=True, exist_ok=True)
-    (root / key).write_bytes(body)
+    raw_put(root, key, body)
     head = {"host": host, "seq": 1, "sha256": hashlib.sha256(body).hexdigest()}
-    (root / "heads").mkdir(exist_ok=True)
-    (root / "heads" / f"{host}.json").write_text(json.dumps(head))
+    raw_put(root, f"heads/{host}.json", json.dumps(head).encode())
     return key
 
 

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synctools import log, new_store
+from synctools import log, new_store, raw_get, raw_put
 
 import sync
 from localfirst.store import Store
 from sync.session import head_key, log_key
+
+# Every test here runs against a plain and an encrypted remote.
+pytestmark = pytest.mark.usefixtures("both_remotes")
 
 
 def _remote(tmp_path: Path) -> tuple[Path, Store, Store]:
@@ -58,10 +61,9 @@ DAMAGE: dict[str, tuple[Callable[[Path, Store], str], str]] = {
 
 
 def _head_ahead(root: Path, a: Store) -> str:
-    path = root / head_key(a.host_id)
-    doc = json.loads(path.read_text())
+    doc = json.loads(raw_get(root, head_key(a.host_id)))
     doc["seq"] += 1
-    path.write_text(json.dumps(doc))
+    raw_put(root, head_key(a.host_id), json.dumps(doc).encode())
     return log_key(a.host_id, doc["seq"])
 
 
