@@ -87,12 +87,13 @@ def test_nothing_new_is_one_request_after_two_thousand_changesets(
     url = f"file://{tmp_path}/remote"
     a, remote = machine(url)
     b = machine(url)[0]
+    keys = push_module.MAX_KEYS
     monkeypatch.setattr(push_module, "MAX_KEYS", 1)
     from localfirst.records import Response
 
     b.log_many([Response(model="m", prompt=f"p{i}") for i in range(1000)])
     assert sync.push(b).changesets == 2000  # a conversation and a response per exchange
-    monkeypatch.undo()
+    monkeypatch.setattr(push_module, "MAX_KEYS", keys)
     assert sync.pull(a).changesets == 2000
     remote.reset()
     assert sync.sync(a, client=remote).requests == 1 and remote.total == 1
@@ -192,7 +193,9 @@ def _check_log(root: Path, host: str) -> None:
 
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
 @pytest.mark.parametrize("at", range(1, 7))
-def test_a_crash_at_any_push_step_loses_nothing(tmp_path: Path, at: int, after: bool) -> None:
+def test_a_crash_at_any_push_step_loses_nothing(tmp_path: Path, at: int, after: bool, both_remotes: str) -> None:
+    if at == 6 and both_remotes == "encrypted":
+        pytest.skip("an encrypted remote's store id is known since `remote add`: its push makes one request fewer")
     url = f"file://{tmp_path}/remote"
     a, b = _scenario(url)
     crashing = CrashingRemote(open_remote(sync.get_remote(a)), at=at, after=after)
@@ -241,7 +244,7 @@ def test_a_crash_between_two_applied_changesets(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(pull_module, "_apply", crash_on_second)
     with pytest.raises(Crash):
         sync.pull(b)
-    monkeypatch.undo()
+    monkeypatch.setattr(pull_module, "_apply", real)
     assert b.conn.execute("SELECT seq FROM sync_chain WHERE host = ?", [a.host_id]).fetchone()[0] == 1
     assert sync.pull(b).changesets == 1
     assert dump(a) == dump(b)
@@ -481,13 +484,16 @@ def test_an_interrupted_first_pull_keeps_what_it_applied(tmp_path: Path, monkeyp
     url = f"file://{tmp_path}/remote"
     writer, _ = machine(url)
     reader, _ = machine(url)
+    keys = push_module.MAX_KEYS
     monkeypatch.setattr(push_module, "MAX_KEYS", 1)
     for i in range(4):
         log(writer, f"p{i}")
     assert sync.push(writer).changesets == 12  # a conversation, a response and a part each
-    monkeypatch.undo()
-    # LIST heads, GET format.json, GET head, then GET changesets 1..12: crash on the GET of changeset 6.
-    crashing = CrashingRemote(open_remote(sync.get_remote(reader)), at=9, after=False)
+    monkeypatch.setattr(push_module, "MAX_KEYS", keys)
+    # LIST heads, GET format.json (not for an encrypted remote: its store id is known since
+    # `remote add`), GET head, then GET changesets 1..12: crash on the GET of changeset 6.
+    at = 8 if sync.get_remote(reader).encrypted else 9
+    crashing = CrashingRemote(open_remote(sync.get_remote(reader)), at=at, after=False)
     with pytest.raises(Crash):
         sync.pull(reader, client=crashing)
     applied = reader.conn.execute("SELECT seq FROM sync_chain WHERE host = ?", [writer.host_id]).fetchone()[0]

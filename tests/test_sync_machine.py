@@ -17,9 +17,6 @@ import sync
 from localfirst.store import Store
 from sync.remotes import open_remote
 
-# Every test here runs against a plain and an encrypted remote.
-pytestmark = pytest.mark.usefixtures("both_remotes")
-
 MACHINES = st.integers(0, 2)
 
 

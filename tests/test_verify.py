@@ -87,6 +87,8 @@ def test_each_kind_of_damage_is_reported_by_object_name(tmp_path: Path, case: st
     result = run("--db", str(b.path), "verify", "--read-data-subset", "100", "--json")
     assert result.code == 1, result.out + result.err
     problems = json.loads(result.out)["problems"]
+    if sync.get_remote(a).encrypted and word in ("damaged", "manifest"):
+        word = "crypt"  # altered sealed bytes do not decrypt (or no longer look sealed)
     assert any(p["object"] == key and word in p["what"] for p in problems), problems
     assert sorted(p.name for p in root.rglob("*")) == before  # nothing repaired, nothing written
 
