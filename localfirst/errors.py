@@ -24,6 +24,7 @@ __all__ = [
     "FormatTooNew",
     "ClockSkew",
     "LeaseHeld",
+    "MissingExtra",
 ]
 
 
@@ -118,3 +119,7 @@ class ClockSkew(RemoteError):
 
 class LeaseHeld(RemoteError):
     """Another compaction holds the remote's compaction lease."""
+
+
+class MissingExtra(ConfigError):
+    """A command needs an optional extra of localfirst that is not installed."""

@@ -2,20 +2,63 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from ..records import Part, Response
+from ..store import Store
 
-__all__ = ["write_jsonl", "write_markdown"]
+__all__ = ["write_jsonl", "write_markdown", "write_templates"]
 
 
-def write_jsonl(responses: Iterable[Response], out: TextIO) -> int:
-    """One object per line, in the shape of ``logs list --json``; returns the count."""
+def write_jsonl(responses: Iterable[Response], out: TextIO, *, store: Store | None = None) -> int:
+    """One object per line, in the shape of ``logs list --json``; returns the count.
+
+    With ``store``, each line also carries what ``import jsonl`` needs to
+    recreate it exactly (``localfirst.restore``): its conversation's row on
+    the conversation's first line, and the bytes of its attachments.
+    """
     count = 0
+    seen: set[str] = set()
     for r in responses:
-        out.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+        line = r.to_json()
+        if store is not None:
+            _complete(store, r, line, seen)
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _complete(store: Store, r: Response, line: dict[str, Any], seen: set[str]) -> None:
+    cid = r.conversation_id or ""
+    if cid not in seen:
+        seen.add(cid)
+        row = store.conn.execute(
+            "SELECT id, name, model, created_utc, name_hlc FROM conversations WHERE id = ?", [cid]).fetchone()
+        if row is not None:
+            line["conversation"] = dict(zip(("id", "name", "model", "created_utc", "name_hlc"), row, strict=True))
+    for part in line["parts"]:
+        att = part.get("attachment")
+        if att is not None:
+            content = store.attachment_content(att["id"])
+            if content is not None:
+                att["content_base64"] = base64.b64encode(content).decode()
+
+
+def write_templates(store: Store, out: TextIO) -> int:
+    """One line per template with all its versions (``import jsonl`` reads them); returns the count."""
+    from ..restore import TEMPLATE_KEYS, VERSION_KEYS
+
+    count = 0
+    conn = store.conn
+    for row in conn.execute(f"SELECT {', '.join(TEMPLATE_KEYS)} FROM templates ORDER BY created_utc, id").fetchall():
+        versions = conn.execute(f"SELECT {', '.join(VERSION_KEYS)} FROM template_versions WHERE template_id = ? "
+                                "ORDER BY hlc, id", [row[0]]).fetchall()
+        line = {"template": dict(zip(TEMPLATE_KEYS, row, strict=True)),
+                "versions": [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions]}
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
     return count
 
