@@ -59,8 +59,16 @@ def register_routes() -> list[tuple[str, Any]]:
 
 
 @hookimpl
-def render_cell(row: Any, value: Any, column: str, table: str | None) -> Any:
-    if table is None or _LINKED.get(table) != column or not isinstance(value, str) or not ids.is_id(value):
+def render_cell(row: Any, value: Any, column: str, table: str | None, database: str) -> Any:
+    if table is None or _LINKED.get(table) != column:
+        return None
+    # A foreign key Datasette expanded with its label: {"value": id, "label": name}.
+    label = value.get("label") if isinstance(value, dict) else None
+    cid = value.get("value") if isinstance(value, dict) else value
+    if not isinstance(cid, str) or not ids.is_id(cid):
         return None
     anchor = f"#{row['id']}" if table in ("responses", "exchanges") else ""
-    return Markup(f'{escape(value)} <a href="{PATH}{escape(value)}{escape(anchor)}">transcript</a>')
+    shown = escape(cid)
+    if label is not None:
+        shown = Markup(f'<a href="/{escape(database)}/conversations/{escape(cid)}">{escape(label)}</a>')
+    return Markup(f'{shown} <a href="{PATH}{escape(cid)}{escape(anchor)}">transcript</a>')
