@@ -54,7 +54,8 @@ def served_db(isolated_home: Path) -> tuple[Path, str, list[str]]:
                      input_tokens=12, output_tokens=34, parts=[
                          Part(type="attachment", role="user", attachment=Attachment(PNG, "image/png")),
                          Part(type="reasoning", text="The user wants *journaling* facts."),
-                         Part(type="text", text="WAL keeps a **write-ahead log**.\n\n```sql\nPRAGMA journal_mode;\n```"),
+                         Part(type="text",
+                              text="WAL keeps a **write-ahead log**.\n\n```sql\nPRAGMA journal_mode;\n```"),
                          Part(type="tool_call", tool_name="lookup", tool_call_id="call_1", arguments={"q": "wal"}),
                      ])
     rids = [store.log(first)]
