@@ -15,7 +15,7 @@ LLM031_STAMP := $(LLM031)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,web]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)
