@@ -542,6 +542,11 @@ class Store:
             ))
 
     @_reads
+    def text_rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read query, text that is not valid UTF-8 read with U+FFFD (see ``_reads``)."""
+        return self.conn.execute(sql, list(params)).fetchall()
+
+    @_reads
     def attachment_content(self, attachment_id: str) -> bytes | None:
         # As a BLOB whatever was stored: text comes back as its bytes, unchanged.
         row = self.conn.execute("SELECT CAST(content AS BLOB) FROM attachments WHERE id = ?",

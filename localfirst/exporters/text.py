@@ -7,10 +7,19 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from ..errors import NotFound
 from ..records import Part, Response
 from ..store import Store
 
 __all__ = ["write_jsonl", "write_markdown", "write_templates"]
+
+
+_CONVERSATION = ("id", "name", "model", "created_utc", "name_hlc")
+
+
+def _as_text(columns: Iterable[str]) -> str:
+    """Whatever another program stored, a line holds text (as the records do)."""
+    return ", ".join(f"CAST({c} AS TEXT)" for c in columns)
 
 
 def write_jsonl(responses: Iterable[Response], out: TextIO, *, store: Store | None = None) -> int:
@@ -35,14 +44,17 @@ def _complete(store: Store, r: Response, line: dict[str, Any], seen: set[str]) -
     cid = r.conversation_id or ""
     if cid not in seen:
         seen.add(cid)
-        row = store.conn.execute(
-            "SELECT id, name, model, created_utc, name_hlc FROM conversations WHERE id = ?", [cid]).fetchone()
-        if row is not None:
-            line["conversation"] = dict(zip(("id", "name", "model", "created_utc", "name_hlc"), row, strict=True))
+        rows = store.text_rows(f"SELECT {_as_text(_CONVERSATION)} FROM conversations WHERE id = ?",
+                               [cid])
+        if rows:
+            line["conversation"] = dict(zip(_CONVERSATION, rows[0], strict=True))
     for part in line["parts"]:
         att = part.get("attachment")
         if att is not None:
-            content = store.attachment_content(att["id"])
+            try:
+                content = store.attachment_content(att["id"])
+            except NotFound:  # a damaged file: the part names a row that is not there
+                continue
             if content is not None:
                 att["content_base64"] = base64.b64encode(content).decode()
 
@@ -52,10 +64,9 @@ def write_templates(store: Store, out: TextIO) -> int:
     from ..restore import TEMPLATE_KEYS, VERSION_KEYS
 
     count = 0
-    conn = store.conn
-    for row in conn.execute(f"SELECT {', '.join(TEMPLATE_KEYS)} FROM templates ORDER BY created_utc, id").fetchall():
-        versions = conn.execute(f"SELECT {', '.join(VERSION_KEYS)} FROM template_versions WHERE template_id = ? "
-                                "ORDER BY hlc, id", [row[0]]).fetchall()
+    for row in store.text_rows(f"SELECT {_as_text(TEMPLATE_KEYS)} FROM templates ORDER BY created_utc, id"):
+        versions = store.text_rows(f"SELECT {_as_text(VERSION_KEYS)} FROM template_versions WHERE template_id = ? "
+                                   "ORDER BY hlc, id", [row[0]])
         line = {"template": dict(zip(TEMPLATE_KEYS, row, strict=True)),
                 "versions": [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions]}
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
