@@ -119,6 +119,10 @@ def test_datasette_hides_internal_tables_describes_and_links_to_transcripts(serv
         tokens = (await client.get("/logs/tokens_by_model_and_month.json?_shape=objects")).json()["rows"]
         assert tokens[0]["model"] == "gpt-test" and tokens[0]["input_tokens"] == 12
         assert (await client.get("/logs.db")).status_code in (403, 404)
+        # Read-only: SQL that writes is refused and nothing changes.
+        wrote = await client.get("/logs.json?sql=delete+from+responses")
+        assert wrote.status_code >= 400
+        assert len(Store.open(path, for_reading=True).list_responses(count=0)) == 2
         blob = await client.get(f"/logs/attachments/{__import__('hashlib').sha256(PNG).hexdigest()}.blob"
                                 "?_blob_column=content")
         assert blob.status_code == 200 and blob.content == PNG
