@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check bench clean
+.PHONY: install demo browser test lint typecheck check bench clean
 
 # llm 0.31.1, the last release with the older schema, in a venv of its own so
 # that the import tests read a database it really wrote. Without the network
@@ -15,7 +15,7 @@ LLM031_STAMP := $(LLM031)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,web]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +29,15 @@ $(LLM031_STAMP):
 	  && touch $(LLM031_STAMP)) \
 	  || echo "note: could not install llm 0.31.1; the tests that need it will be skipped"
 
-test: $(STAMP) $(LLM031_STAMP)
+# Headless Chromium (Debian's package) for the browser tests of `serve`.
+# Installed where the machine allows (root, apt); otherwise those tests skip.
+browser:
+	@command -v chromium >/dev/null 2>&1 \
+	  || ([ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	      && (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1) \
+	  || echo "note: could not install chromium; the browser tests of serve will be skipped"
+
+test: $(STAMP) $(LLM031_STAMP) browser
 	LOCALFIRST_TEST_LLM031="$(CURDIR)/$(LLM031)/bin/llm" $(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -635,6 +635,50 @@ def import_llm_command(
         typer.echo(report.summary())
 
 
+@import_app.command("jsonl")
+def import_jsonl_command(
+    path: str = typer.Argument(..., help="A file written by export --format jsonl, or - for stdin."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Restore what export --format jsonl wrote, exactly; all of it or nothing; again changes nothing."""
+    from .restore import import_jsonl_path
+
+    result = import_jsonl_path(open_store, path, stdin=sys.stdin)
+    if json_output:
+        _print_json(result.to_json())
+    else:
+        typer.echo(result.summary("stdin" if path == "-" else path))
+
+
+@app.command("backup")
+def backup_command(path: Path = typer.Argument(..., help="The new file to write the copy to.")) -> None:
+    """Copy the live database to a new file, consistent while others write, without this machine's sync id."""
+    from .backup import backup
+
+    result = backup(open_store(for_reading=True), path)
+    typer.echo(f"Backed up {result.responses} responses to {result.path} ({result.size_bytes} bytes)")
+
+
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(0, "--port", help="Port to listen on (default: a free one)."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser."),
+) -> None:
+    """Browse the database in Datasette, read-only, with a transcript page per conversation."""
+    from .web import prepare
+
+    server = prepare(db_path(), host=host, port=port)
+    typer.echo(f"Serving {db_path()} read-only at {server.url} (Ctrl-C stops)", err=True)
+    typer.echo(server.url)
+    sys.stdout.flush()
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    server.run()
+
+
 @app.command("export")
 def export_command(
     path: Optional[Path] = typer.Argument(None, help="The file to write (required with --format llm)."),

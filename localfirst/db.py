@@ -183,12 +183,14 @@ def _has_schema(conn: sqlite3.Connection) -> bool:
 
 
 def insert_rows(
-    conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = ""
+    conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = "",
+    extra: str = "",
 ) -> int:
     """Run ``head SELECT ... tail`` once for all ``rows``; returns the rows it changed.
 
     ``head`` is an ``INSERT ... INTO table (columns)`` naming ``width``
-    columns, ``tail`` an optional ``ON CONFLICT`` clause. The rows go through
+    columns (and one more when ``extra``, an SQL expression computed for
+    each row, is given), ``tail`` an optional ``ON CONFLICT`` clause. The rows go through
     a staging table so that one statement writes them all: FTS5 flushes its
     pending index after every statement, so an ``executemany`` of one-row
     INSERTs into a table with a full-text trigger costs about three times as
@@ -196,8 +198,11 @@ def insert_rows(
     """
     if not rows:
         return 0
+    more = f", {extra}" if extra else ""
     if len(rows) == 1:
         marks = ", ".join("?" * width)
+        if extra:
+            return conn.execute(f"{head} SELECT {marks}{more} WHERE true {tail}", rows[0]).rowcount
         return conn.execute(f"{head} VALUES ({marks}) {tail}", rows[0]).rowcount
     cols = ", ".join(f"c{i}" for i in range(width))
     stage = f"_stage_{width}"
@@ -205,6 +210,6 @@ def insert_rows(
     conn.executemany(f"INSERT INTO temp.{stage} VALUES ({', '.join('?' * width)})", rows)
     try:
         # "WHERE true" keeps an ON CONFLICT tail from parsing as a join.
-        return conn.execute(f"{head} SELECT {cols} FROM temp.{stage} WHERE true ORDER BY rowid {tail}").rowcount
+        return conn.execute(f"{head} SELECT {cols}{more} FROM temp.{stage} WHERE true ORDER BY rowid {tail}").rowcount
     finally:
         conn.execute(f"DELETE FROM temp.{stage}")

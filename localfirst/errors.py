@@ -25,6 +25,7 @@ __all__ = [
     "ClockSkew",
     "LeaseHeld",
     "WrongKey",
+    "MissingExtra",
 ]
 
 
@@ -125,3 +126,7 @@ class WrongKey(RemoteError):
     """An encrypted remote that this machine's key (or the passphrase given) does not open."""
 
     exit_code = 11
+
+
+class MissingExtra(ConfigError):
+    """A command needs an optional extra of localfirst that is not installed."""

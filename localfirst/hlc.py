@@ -34,7 +34,15 @@ def parse(value: str) -> tuple[int, int, str]:
 
 
 def host_id(conn: sqlite3.Connection) -> str:
-    return str(conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()[0])
+    """This store's id; a restored backup (which has none) gets a new one here, on first use."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()
+    if row is None:
+        from . import ids
+
+        conn.execute("INSERT INTO meta (key, value) VALUES ('host_id', ?) ON CONFLICT (key) DO NOTHING",
+                     [ids.new_id()])
+        row = conn.execute("SELECT value FROM meta WHERE key = 'host_id'").fetchone()
+    return str(row[0])
 
 
 def _last(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -319,3 +319,134 @@ def m035_remote_keys(db: Database) -> None:
         ALTER TABLE sync_remotes ADD COLUMN scope TEXT NOT NULL DEFAULT 'all';
         """
     )
+
+
+# -- the file as the ecosystem expects it (m040_*) --------------------------
+
+_M040_RESPONSES = """
+        -- id is the primary key, so that Datasette and foreign keys link rows by
+        -- it. rowid is an ordinary column that the full-text index points at:
+        -- a declared column keeps its values across VACUUM (an implicit rowid
+        -- may be renumbered), and it shadows the implicit one, so every tool
+        -- that joins the index ON responses.rowid (sqlite-utils, Datasette)
+        -- reaches it. It is local and never synced; responses_rowid fills it
+        -- for a row written without one.
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id),
+            model TEXT NOT NULL,
+            resolved_model TEXT,
+            prompt TEXT,
+            system TEXT,
+            prompt_json TEXT,
+            options_json TEXT,
+            response TEXT,
+            response_json TEXT,
+            reasoning TEXT,
+            input_tokens INTEGER,
+            output_tokens INTEGER,
+            token_details TEXT,
+            duration_ms INTEGER,
+            datetime_utc TEXT NOT NULL,
+            finish_reason TEXT,
+            simulated INTEGER NOT NULL DEFAULT 0,
+            extras TEXT,
+            rowid INTEGER UNIQUE
+        );
+        CREATE INDEX responses_datetime ON responses(datetime_utc, id);
+        CREATE INDEX responses_conversation ON responses(conversation_id, datetime_utc, id);
+"""
+
+_M040_COLUMNS = (
+    "id, conversation_id, model, resolved_model, prompt, system, prompt_json, options_json, response, "
+    "response_json, reasoning, input_tokens, output_tokens, token_details, duration_ms, datetime_utc, "
+    "finish_reason, simulated, extras, rowid"
+)
+
+# sqlite-utils and Datasette find a table's full-text index by the forms
+# content="responses" and content=[responses] (llm's database uses them).
+_M040_FTS = """
+        CREATE VIRTUAL TABLE responses_fts USING fts5(
+            prompt, response,
+            content="responses", content_rowid="rowid",
+            tokenize="unicode61 remove_diacritics 2"
+        );
+"""
+
+_M040_TRIGGERS = """
+        CREATE TRIGGER responses_rowid AFTER INSERT ON responses
+        WHEN new.rowid IS NULL
+        BEGIN
+            UPDATE responses SET rowid = (SELECT coalesce(max(rowid), 0) + 1 FROM responses)
+            WHERE id = new.id;
+        END;
+        CREATE TRIGGER responses_fts_insert AFTER INSERT ON responses
+        WHEN new.rowid IS NOT NULL
+        BEGIN
+            INSERT INTO responses_fts (rowid, prompt, response)
+            VALUES (new.rowid, new.prompt, new.response);
+        END;
+        CREATE TRIGGER responses_fts_delete AFTER DELETE ON responses
+        WHEN old.rowid IS NOT NULL
+        BEGIN
+            INSERT INTO responses_fts (responses_fts, rowid, prompt, response)
+            VALUES ('delete', old.rowid, old.prompt, old.response);
+        END;
+        CREATE TRIGGER responses_fts_update AFTER UPDATE OF rowid, prompt, response
+        ON responses BEGIN
+            INSERT INTO responses_fts (responses_fts, rowid, prompt, response)
+            SELECT 'delete', old.rowid, old.prompt, old.response WHERE old.rowid IS NOT NULL;
+            INSERT INTO responses_fts (rowid, prompt, response)
+            SELECT new.rowid, new.prompt, new.response WHERE new.rowid IS NOT NULL;
+        END;
+"""
+
+# Views for people browsing the file (Datasette, sqlite-utils); no synced
+# table has these names, so sync's refusal of views under synced names stands.
+_M040_VIEWS = """
+        CREATE VIEW exchanges AS
+        SELECT r.id, r.conversation_id, c.name AS conversation_name, r.datetime_utc, r.model,
+               r.system, r.prompt, r.response, r.reasoning, r.input_tokens, r.output_tokens,
+               r.duration_ms, r.simulated
+        FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id;
+        CREATE VIEW conversation_summaries AS
+        SELECT c.id, c.name, count(r.id) AS responses,
+               sum(r.input_tokens) AS input_tokens, sum(r.output_tokens) AS output_tokens,
+               min(r.datetime_utc) AS first_utc, max(r.datetime_utc) AS last_utc,
+               group_concat(DISTINCT r.model) AS models
+        FROM conversations c JOIN responses r ON r.conversation_id = c.id
+        GROUP BY c.id;
+"""
+
+
+@migration("m040_ecosystem")
+def m040_ecosystem(db: Database) -> None:
+    """Key responses by id, declare the full-text index as the ecosystem expects, add views.
+
+    The table is rebuilt in place with every value and every rowid kept.
+    The old table is renamed with ``legacy_alter_table`` on, so that the
+    references to ``responses`` in ``parts`` are left as they are.
+    """
+    db.executescript(
+        """
+        DROP TRIGGER responses_fts_insert;
+        DROP TRIGGER responses_fts_delete;
+        DROP TRIGGER responses_fts_update;
+        DROP TABLE responses_fts;
+        DROP TRIGGER sync_capture_responses_insert;
+        DROP INDEX responses_datetime;
+        DROP INDEX responses_conversation;
+        """
+    )
+    legacy = db.execute("PRAGMA legacy_alter_table").fetchone()[0]
+    db.execute("PRAGMA legacy_alter_table = ON")
+    try:
+        db.execute("ALTER TABLE responses RENAME TO _m040_responses")
+    finally:
+        db.execute(f"PRAGMA legacy_alter_table = {int(legacy)}")
+    db.executescript(_M040_RESPONSES)
+    db.execute(f"INSERT INTO responses ({_M040_COLUMNS}) SELECT {_M040_COLUMNS} FROM _m040_responses")
+    db.execute("DROP TABLE _m040_responses")
+    db.executescript(_M040_FTS)
+    db.execute("INSERT INTO responses_fts (responses_fts) VALUES ('rebuild')")
+    db.executescript(_M040_TRIGGERS + _m020_capture("responses", "new.id") + _M040_VIEWS)

@@ -51,7 +51,10 @@ _SELECT_RESPONSE = (
     "SELECT " + ", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS) + ", CAST(c.name AS TEXT) "
     "FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
 )
-_INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)})"
+_INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}, rowid)"
+# The full-text index's locator for each new row, given here so that the
+# responses_rowid trigger (for writers that leave it out) does not have to.
+NEXT_ROWID = "(SELECT coalesce(max(rowid), 0) FROM responses) + row_number() OVER ()"
 _INSERT_PART = (
     f"INSERT INTO parts ({', '.join(PART_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
@@ -357,7 +360,7 @@ class Store:
                 if conn.execute("SELECT 1 FROM tombstones WHERE tbl = 'responses' AND key = ?", [rid]).fetchone():
                     raise BadInput(f"response {rid} was deleted; a deleted id is never used again")
             try:
-                insert_rows(conn, _INSERT_RESPONSE_HEAD, rows, width=len(RESPONSE_COLUMNS))
+                insert_rows(conn, _INSERT_RESPONSE_HEAD, rows, width=len(RESPONSE_COLUMNS), extra=NEXT_ROWID)
             except sqlite3.IntegrityError as exc:
                 raise BadInput("the same response id appears twice in one batch") from exc
             conn.executemany(_INSERT_PART, parts)
@@ -537,6 +540,11 @@ class Store:
                 tool_name=d["tool_name"], arguments=_loads(d["arguments_json"]), error=d["error"],
                 attachment=att, extras=_object(d["extras"]),
             ))
+
+    @_reads
+    def text_rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read query, text that is not valid UTF-8 read with U+FFFD (see ``_reads``)."""
+        return self.conn.execute(sql, list(params)).fetchall()
 
     @_reads
     def attachment_content(self, attachment_id: str) -> bytes | None:

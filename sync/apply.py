@@ -119,8 +119,14 @@ def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
     else:
         tail = "ON CONFLICT DO NOTHING"
     # "WHERE true" keeps the ON CONFLICT tail from parsing as a join.
-    insert = (f"INSERT INTO main.{table.name} ({names}) "
-              f"SELECT {names} FROM temp.{stage} WHERE true ORDER BY rowid {tail}")
+    # A local rowid (the full-text index's locator) is numbered here, past
+    # the largest one, rather than one row at a time by a trigger.
+    into, select = names, names
+    if "rowid" in table.local:
+        into += ", rowid"
+        select += f", (SELECT coalesce(max(rowid), 0) FROM main.{table.name}) + row_number() OVER ()"
+    insert = (f"INSERT INTO main.{table.name} ({into}) "
+              f"SELECT {select} FROM temp.{stage} WHERE true ORDER BY rowid {tail}")
     immutable = [c for c in table.immutable if c in cols]
     same = " AND ".join(f"t.{c} IS s.{c}" for c in immutable) or "true"
     picked = ", ".join(f"t.{c}" for c in immutable) or "NULL"

@@ -28,6 +28,13 @@ def test_jsonl_has_the_shape_of_logs_list_json(run, filled: Path) -> None:
     assert result.code == 0, result.err
     lines = [json.loads(line) for line in result.out.splitlines()]
     listed = json.loads(run("logs", "list", "-n", "0", "--json").out)
+    # Beyond that shape, what import jsonl needs: each conversation's row once, attachments' bytes.
+    cids = [line["conversation_id"] for line in lines]
+    assert [line.pop("conversation", {}).get("id") for line in lines] == [
+        c if c not in cids[:i] else None for i, c in enumerate(cids)]
+    for line in lines:
+        for part in line["parts"]:
+            part.get("attachment", {}).pop("content_base64", None)
     assert lines == listed and len(lines) == 4
 
 

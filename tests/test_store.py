@@ -215,8 +215,8 @@ def test_no_synced_table_uses_an_integer_identity(fresh_store):
     assert keys["attachments"][0] == ["id"]
     assert keys["parts"][0] == ["response_id", "ordinal"]
     assert keys["tombstones"][0] == ["tbl", "key"]
-    # responses: rowid is a local locator for the full-text index; identity is the unique ULID
-    assert keys["responses"][0] == ["rowid"] and keys["responses"][1]
+    # responses: keyed by the ULID; rowid is a local locator for the full-text index, unique but no key
+    assert keys["responses"][0] == ["id"] and len(keys["responses"][1]) == 2
 
 
 def test_base64_attachment_from_json_round_trips():

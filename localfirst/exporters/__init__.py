@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import BadInput, DatabaseError
+from ..records import Response
 from ..store import Store
 from .llm_db import LlmExport, export_llm
-from .text import write_jsonl, write_markdown
+from .text import write_jsonl, write_markdown, write_templates
 
 __all__ = ["FORMATS", "export", "export_llm", "ExportResult", "LlmExport"]
 
@@ -41,14 +42,22 @@ def export(store: Store, fmt: str, *, output: str | Path | None = None, stream: 
     if target is not None and not target.parent.exists():
         raise BadInput(f"cannot write {target}: directory {target.parent} does not exist")
     responses = store.list_responses(count=0, conversation_id=cid, since=since)
-    write = write_jsonl
+    # A whole export is a backup: its templates follow the responses.
+    with_templates = fmt == "jsonl" and cid is None and since is None
+
+    def write(items: list[Response], out: TextIO) -> int:
+        count = write_jsonl(items, out, store=store)
+        if with_templates:
+            write_templates(store, out)
+        return count
+
     if fmt == "markdown":
         # Conversations together, each oldest first: the order a transcript reads in.
         first_seen: dict[str | None, int] = {}
         for i, r in enumerate(responses):
             first_seen.setdefault(r.conversation_id, i)
         responses.sort(key=lambda r: (first_seen[r.conversation_id], r.datetime_utc or "", r.id or ""))
-        write = write_markdown
+        write = write_markdown  # type: ignore[assignment]
     if target is None:
         if stream is None:
             raise BadInput(f"--format {fmt} needs -o FILE or an output stream")

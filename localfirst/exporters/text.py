@@ -2,20 +2,74 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from ..errors import NotFound
 from ..records import Part, Response
+from ..store import Store
 
-__all__ = ["write_jsonl", "write_markdown"]
+__all__ = ["write_jsonl", "write_markdown", "write_templates"]
 
 
-def write_jsonl(responses: Iterable[Response], out: TextIO) -> int:
-    """One object per line, in the shape of ``logs list --json``; returns the count."""
+_CONVERSATION = ("id", "name", "model", "created_utc", "name_hlc")
+
+
+def _as_text(columns: Iterable[str]) -> str:
+    """Whatever another program stored, a line holds text (as the records do)."""
+    return ", ".join(f"CAST({c} AS TEXT)" for c in columns)
+
+
+def write_jsonl(responses: Iterable[Response], out: TextIO, *, store: Store | None = None) -> int:
+    """One object per line, in the shape of ``logs list --json``; returns the count.
+
+    With ``store``, each line also carries what ``import jsonl`` needs to
+    recreate it exactly (``localfirst.restore``): its conversation's row on
+    the conversation's first line, and the bytes of its attachments.
+    """
     count = 0
+    seen: set[str] = set()
     for r in responses:
-        out.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+        line = r.to_json()
+        if store is not None:
+            _complete(store, r, line, seen)
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def _complete(store: Store, r: Response, line: dict[str, Any], seen: set[str]) -> None:
+    cid = r.conversation_id or ""
+    if cid not in seen:
+        seen.add(cid)
+        rows = store.text_rows(f"SELECT {_as_text(_CONVERSATION)} FROM conversations WHERE id = ?",
+                               [cid])
+        if rows:
+            line["conversation"] = dict(zip(_CONVERSATION, rows[0], strict=True))
+    for part in line["parts"]:
+        att = part.get("attachment")
+        if att is not None:
+            try:
+                content = store.attachment_content(att["id"])
+            except NotFound:  # a damaged file: the part names a row that is not there
+                continue
+            if content is not None:
+                att["content_base64"] = base64.b64encode(content).decode()
+
+
+def write_templates(store: Store, out: TextIO) -> int:
+    """One line per template with all its versions (``import jsonl`` reads them); returns the count."""
+    from ..restore import TEMPLATE_KEYS, VERSION_KEYS
+
+    count = 0
+    for row in store.text_rows(f"SELECT {_as_text(TEMPLATE_KEYS)} FROM templates ORDER BY created_utc, id"):
+        versions = store.text_rows(f"SELECT {_as_text(VERSION_KEYS)} FROM template_versions WHERE template_id = ? "
+                                   "ORDER BY hlc, id", [row[0]])
+        line = {"template": dict(zip(TEMPLATE_KEYS, row, strict=True)),
+                "versions": [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions]}
+        out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
     return count
 
