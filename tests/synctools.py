@@ -134,3 +134,10 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def mark_pushed(store: Store) -> None:
+    """Every remote of ``store`` has pushed everything queued so far (its outbox is empty)."""
+    store.conn.execute("UPDATE sync_outbox SET pushed = (SELECT coalesce(max(id), 0) FROM sync_changes)")
+    store.conn.execute("DELETE FROM sync_changes")
+    store.conn.execute("DELETE FROM sync_seed")
