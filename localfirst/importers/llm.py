@@ -91,6 +91,10 @@ def import_llm(store: Store, path: str | Path | None = None, *, progress: Progre
     imports only the rest. ``progress(done, total)`` is called after each batch.
     """
     source = open_llm(path if path is not None else default_llm_path())
+    # The per-batch id lists (temp tables on both sides) stay in memory: a
+    # batch's worth, and never a temporary file per batch.
+    source.conn.execute("PRAGMA temp_store = MEMORY")
+    store.conn.execute("PRAGMA temp_store = MEMORY")
     report = ImportReport(source.path, skipped_tables=list(source.skipped))
     done = 0
     try:
