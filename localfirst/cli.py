@@ -11,7 +11,8 @@ import copy
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -268,20 +269,41 @@ def logs_list(
     from . import render
     from .timeutil import parse_when
 
-    found = open_store(for_reading=True).list_responses(
-        count=1 if response_only else count, query=query, model=model, conversation_id=cid,
+    store = open_store(for_reading=True)
+    filters: dict[str, Any] = dict(
+        query=query, model=model, conversation_id=cid,
         since=parse_when(since, option="--since") if since else None,
         until=parse_when(until, end_of_day=True, option="--until") if until else None,
     )
     if response_only:
+        found = store.list_responses(count=1, **filters)
         if found:
             typer.echo(found[-1].response or "")
-    elif json_output:
-        _print_json([r.to_json() for r in found])
-    elif short:
-        typer.echo(render.responses_short(found))
-    elif found:
-        typer.echo(render.responses_markdown(found, truncate_text=truncate_text))
+        return
+    with closing(store.stream_responses(count=count, **filters)) as responses:
+        if json_output:
+            _write(render.json_array(r.to_json() for r in responses), end="\n")
+        elif short:
+            _write(render.short_lines(responses), sep="\n", end="\n", always=True)
+        else:
+            _write(render.markdown_blocks(responses, truncate_text=truncate_text), sep="\n\n", end="\n")
+
+
+def _write(chunks: Iterable[str], *, sep: str = "", end: str = "", always: bool = False) -> None:
+    """Write ``chunks`` to stdout as they come, ``sep`` between them and ``end`` after (when any, or ``always``)."""
+    out = sys.stdout
+    wrote = False
+    try:
+        for chunk in chunks:
+            out.write(sep + chunk if wrote else chunk)
+            wrote = True
+        if wrote or always:
+            out.write(end)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # a full disk under a redirect
+        raise LocalFirstError(f"cannot write the output: {exc.strerror or exc}") from exc
 
 
 @logs_app.command("show")
@@ -968,6 +990,16 @@ def remote_reset_host() -> None:
     typer.echo(f"Host id {old} -> {new}; run `localfirst sync` to push unsent changes under it")
 
 
+def _silence_stdout() -> None:
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; the one place where errors become messages."""
     try:
@@ -987,6 +1019,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         typer.echo("Error: aborted", err=True)
         return 1
     except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and nothing
+        # left for Python to flush into the closed pipe at exit.
+        _silence_stdout()
         return 1
     finally:
         if state.store is not None:

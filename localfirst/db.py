@@ -156,6 +156,11 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
     """Apply pending migrations under the write lock, safe against racing processes."""
     try:
         if path != ":memory:":
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                # A new file: pages that deletes free (pushed outbox rows)
+                # can be handed back (sync.capture.reclaim). Only possible
+                # before the first table exists.
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -450,3 +450,53 @@ def m040_ecosystem(db: Database) -> None:
     db.executescript(_M040_FTS)
     db.execute("INSERT INTO responses_fts (responses_fts) VALUES ('rebuild')")
     db.executescript(_M040_TRIGGERS + _m020_capture("responses", "new.id") + _M040_VIEWS)
+@migration("m050_outbox")
+def m050_outbox(db: Database) -> None:
+    """One queued row per changed key, whatever the number of remotes.
+
+    ``sync_changes`` holds each key written here once, under an id that
+    grows with every write; ``sync_outbox`` now holds one row per remote,
+    the id it has pushed up to. Changes every remote has pushed are deleted.
+    ``sync_seed`` holds what a newly added remote must receive of the
+    history, until it is pushed. A remote that had keys queued starts again
+    from the first change kept (a key sent twice is applied once); a
+    changeset built but not yet sent is still sent as it was.
+    """
+    from .registry import TABLES, capture_sql
+
+    conn = db.conn
+    triggers = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sync_capture_%'")]
+    for name in triggers:
+        conn.execute(f"DROP TRIGGER {name}")
+    db.executescript(
+        """
+        CREATE TABLE sync_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            tbl TEXT NOT NULL,
+            key TEXT NOT NULL,
+            UNIQUE (tbl, key)
+        );
+        INSERT INTO sync_changes (tbl, key)
+            SELECT tbl, key FROM sync_outbox GROUP BY tbl, key ORDER BY min(id);
+        CREATE TABLE sync_seed (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            remote TEXT NOT NULL,
+            tbl TEXT NOT NULL,
+            key TEXT NOT NULL
+        );
+        CREATE TABLE sync_outbox_new (
+            remote TEXT PRIMARY KEY,
+            pushed INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO sync_outbox_new (remote, pushed)
+            SELECT r.name, CASE WHEN EXISTS (SELECT 1 FROM sync_outbox o WHERE o.remote = r.name) THEN 0
+                                ELSE (SELECT coalesce(max(id), 0) FROM sync_changes) END
+            FROM sync_remotes r;
+        DROP TABLE sync_outbox;
+        ALTER TABLE sync_outbox_new RENAME TO sync_outbox;
+        UPDATE sync_pending SET outbox_max = 0;
+        ALTER TABLE sync_pending ADD COLUMN seed_max INTEGER;
+        """
+        + "".join(capture_sql(t) for t in [*TABLES, None])
+    )

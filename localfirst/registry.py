@@ -245,13 +245,13 @@ def bury(conn: sqlite3.Connection, dead: Iterable[tuple[str, str, str]], *,
                     f"FROM {table.name} WHERE {col} = ? ON CONFLICT (tbl, key) DO NOTHING",
                     [(DERIVED_HLC, k) for (k,) in keys],
                 )
-                # Queued for every remote even while a pull applies (capture
-                # is paused then): a machine that never saw the row learns of
-                # its tombstone too, so every machine ends with the same ones.
+                # Queued even while a pull applies (capture is paused then):
+                # a machine that never saw the row learns of its tombstone
+                # too, so every machine ends with the same ones.
                 conn.executemany(
-                    f"INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) SELECT r.name, 'tombstones', "
-                    f"json_array('{table.name}', t.{table.key[0]}) FROM {table.name} t CROSS JOIN sync_remotes r "
-                    f"WHERE t.{col} = ?",
+                    f"INSERT OR REPLACE INTO sync_changes (tbl, key) SELECT 'tombstones', "
+                    f"json_array('{table.name}', t.{table.key[0]}) FROM {table.name} t "
+                    f"WHERE t.{col} = ? AND EXISTS (SELECT 1 FROM sync_remotes)",
                     keys,
                 )
             gone[table.name] = gone.get(table.name, 0) + _delete(conn, table, f"{col} = ?", keys)
@@ -295,14 +295,15 @@ def key_sql(table: SyncedTable, row: str = "new") -> str:
 def _trigger(table: str, key: str, *, on: str, name: str) -> str:
     # A trigger does nothing while a guard row exists (sync applying remote
     # changes, a merge), so rows that came from elsewhere are not pushed back
-    # as ours. INSERT OR REPLACE gives a re-queued key a new id, so a
-    # changeset built before the write does not clear it.
+    # as ours, nor with no remote to push to. A key is queued once for every
+    # remote (each remote keeps the id it has pushed up to); INSERT OR
+    # REPLACE gives a re-queued key a new id, so a changeset built before
+    # the write does not count it as sent.
     return f"""
         CREATE TRIGGER sync_capture_{table}_{name} AFTER {on} ON {table}
-        WHEN NOT EXISTS (SELECT 1 FROM sync_guard)
+        WHEN NOT EXISTS (SELECT 1 FROM sync_guard) AND EXISTS (SELECT 1 FROM sync_remotes)
         BEGIN
-            INSERT OR REPLACE INTO sync_outbox (remote, tbl, key)
-            SELECT name, '{table}', {key} FROM sync_remotes;
+            INSERT OR REPLACE INTO sync_changes (tbl, key) VALUES ('{table}', {key});
         END;
     """
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .records import Part, Response
 from .store import Conversation, Status
 
-__all__ = ["responses_markdown", "responses_short", "conversations_table", "status_text", "truncate"]
+__all__ = [
+    "responses_markdown", "responses_short", "markdown_blocks", "short_lines", "json_array",
+    "conversations_table", "status_text", "truncate",
+]
 
 
 def truncate(text: str | None, width: int = 100) -> str:
@@ -42,9 +46,13 @@ def _part(p: Part, short: bool) -> str:
     return ""
 
 
-def responses_markdown(responses: list[Response], *, truncate_text: bool = False) -> str:
+def responses_markdown(responses: Iterable[Response], *, truncate_text: bool = False) -> str:
+    return "\n\n".join(markdown_blocks(responses, truncate_text=truncate_text))
+
+
+def markdown_blocks(responses: Iterable[Response], *, truncate_text: bool = False) -> Iterator[str]:
+    """One Markdown block per response, as it is read: ``responses_markdown`` joins them with a blank line."""
     clip = truncate if truncate_text else (lambda t, w=0: t or "")
-    blocks = []
     for r in responses:
         lines = [f"# {_when(r)}    conversation: {r.conversation_id} id: {r.id}", ""]
         model = r.model if not r.resolved_model or r.resolved_model == r.model else f"{r.model} ({r.resolved_model})"
@@ -63,13 +71,17 @@ def responses_markdown(responses: list[Response], *, truncate_text: bool = False
         lines += [x for b in tool_parts if b for x in ("", b)]
         if r.input_tokens is not None or r.output_tokens is not None:
             lines += ["", f"Tokens: {r.input_tokens or 0} input, {r.output_tokens or 0} output"]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        yield "\n".join(lines)
 
 
-def responses_short(responses: list[Response]) -> str:
-    out = []
+def responses_short(responses: Iterable[Response]) -> str:
+    return "\n".join(short_lines(responses))
+
+
+def short_lines(responses: Iterable[Response]) -> Iterator[str]:
+    """The lines of ``responses_short``, a response at a time."""
     for r in responses:
+        out: list[str] = []
         out.append(f"- model: {r.model}")
         out.append(f"  datetime: {r.datetime_utc}")
         out.append(f"  conversation: {r.conversation_id}")
@@ -81,7 +93,21 @@ def responses_short(responses: list[Response]) -> str:
         atts = sum(1 for p in r.parts if p.type == "attachment")
         if atts:
             out.append(f"  attachments: {atts}")
-    return "\n".join(out)
+        yield "\n".join(out)
+
+
+def json_array(items: Iterable[Any]) -> Iterator[str]:
+    """The text of ``json.dumps(list(items), ensure_ascii=False, indent=2)``, an item at a time.
+
+    JSON text never holds a raw newline inside a string, so indenting every
+    line of an item by two spaces nests it exactly as the whole list would.
+    """
+    first = True
+    for item in items:
+        text = json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def conversations_table(conversations: list[Conversation]) -> str:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +47,18 @@ def _as_text(column: str) -> str:
     return column if column.rpartition(".")[2] in _NUMBER_COLUMNS else f"CAST({column} AS TEXT)"
 
 
+_RESPONSE_FIELDS = ", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS) + ", CAST(c.name AS TEXT)"
 _SELECT_RESPONSE = (
-    "SELECT " + ", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS) + ", CAST(c.name AS TEXT) "
-    "FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
+    f"SELECT {_RESPONSE_FIELDS} FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
 )
+_PART_FIELDS = [*(f"p.{c}" for c in PART_COLUMNS), "a.mime_type", "a.size", "a.path", "a.url"]
+_SELECT_PARTS = (
+    f"SELECT {', '.join(_as_text(c) for c in _PART_FIELDS)} "
+    "FROM parts p LEFT JOIN attachments a ON a.id = p.attachment_id "
+    "WHERE p.response_id IN (SELECT value FROM json_each(?)) ORDER BY p.response_id, p.ordinal"
+)
+# Responses read per query of their parts while streaming.
+STREAM_CHUNK = 256
 _INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}, rowid)"
 # The full-text index's locator for each new row, given here so that the
 # responses_rowid trigger (for writers that leave it out) does not have to.
@@ -438,7 +446,6 @@ class Store:
             raise NotFound(f"no response with id {rid}")
         return self._build(rows)[0]
 
-    @_reads
     def list_responses(
         self,
         *,
@@ -453,6 +460,30 @@ class Store:
 
         Without ``query``: the latest ``count`` (0 for all), oldest first.
         With ``query``: full-text matches, the best ``count`` first.
+        """
+        return list(self.stream_responses(count=count, query=query, model=model, conversation_id=conversation_id,
+                                          since=since, until=until))
+
+    def stream_responses(
+        self,
+        *,
+        count: int = 3,
+        query: str | None = None,
+        model: str | None = None,
+        conversation_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        by_conversation: bool = False,
+    ) -> Generator[Response, None, None]:
+        """The responses :meth:`list_responses` returns, read a chunk at a time.
+
+        The filters are checked before this returns (an unknown conversation
+        is an error here, not half-way through the output); the rows are then
+        read in one read transaction, so memory stays flat whatever their
+        number. ``by_conversation``: every conversation's responses together,
+        each oldest first, conversations in the order of their first response
+        (the order a transcript reads in); ``count`` and ``query`` are ignored.
+        Close the iterator (or read it to the end) to end the read transaction.
         """
         where: list[str] = []
         params: list[Any] = []
@@ -471,11 +502,23 @@ class Store:
         if until:
             where.append("r.datetime_utc <= ?")
             params.append(until)
+        filters = " AND ".join(where) or "true"
         limit = f" LIMIT {int(count)}" if count > 0 else ""
+        if by_conversation:
+            # SQLite's min() makes the bare column r.id come from the row
+            # holding the minimum: each conversation's first response.
+            sql = (
+                "WITH firsts AS (SELECT r.conversation_id AS cid, min(r.datetime_utc) AS fdt, r.id AS fid "
+                f"FROM responses r WHERE {filters} GROUP BY r.conversation_id) "
+                f"SELECT {_RESPONSE_FIELDS} FROM firsts f JOIN responses r ON r.conversation_id = f.cid "
+                f"LEFT JOIN conversations c ON c.id = r.conversation_id WHERE {filters} "
+                "ORDER BY f.fdt, f.fid, f.cid, r.datetime_utc, r.id"
+            )
+            return self._stream(sql, params * 2)
         if query:
             fts = fts_query(query)
             if fts is None:
-                return []
+                return _none()
             # Without other filters FTS5 can stop after the best `count`
             # matches; with filters every match has to be ranked.
             hits = "SELECT rowid, rank FROM responses_fts WHERE responses_fts MATCH ?"
@@ -483,18 +526,56 @@ class Store:
                 hits += " ORDER BY rank" + limit
             sql = (
                 f"WITH hits AS ({hits}) " + _SELECT_RESPONSE + " JOIN hits ON hits.rowid = r.rowid"
-                + (" WHERE " + " AND ".join(where) if where else "")
-                + " ORDER BY hits.rank, r.datetime_utc DESC" + limit
+                + f" WHERE {filters} ORDER BY hits.rank, r.datetime_utc DESC, r.id DESC" + limit
             )
-            rows = self.conn.execute(sql, [fts, *params]).fetchall()
-            return self._build(rows)
-        sql = (
-            _SELECT_RESPONSE + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY r.datetime_utc DESC, r.id DESC" + limit
-        )
-        rows = self.conn.execute(sql, params).fetchall()
-        rows.reverse()
-        return self._build(rows)
+            return self._stream(sql, [fts, *params])
+        if limit:
+            # The latest `count`, picked by the index on time, then read oldest first.
+            sql = (_SELECT_RESPONSE + " WHERE r.rowid IN (SELECT r.rowid FROM responses r "
+                   f"WHERE {filters} ORDER BY r.datetime_utc DESC, r.id DESC{limit}) "
+                   "ORDER BY r.datetime_utc, r.id")
+        else:
+            sql = _SELECT_RESPONSE + f" WHERE {filters} ORDER BY r.datetime_utc, r.id"
+        return self._stream(sql, params)
+
+    def _stream(self, sql: str, params: list[Any]) -> Generator[Response, None, None]:
+        """Responses from ``sql`` (a ``_SELECT_RESPONSE``), :data:`STREAM_CHUNK` rows at a time.
+
+        As :func:`_reads` does for one read, text that is not valid UTF-8
+        makes the read start again with the bad bytes replaced, skipping the
+        responses already given; the read transaction keeps the rows the same.
+        """
+        conn = self.conn
+        own = not conn.in_transaction
+        factory = conn.text_factory
+        done = 0
+        try:
+            if own:
+                conn.execute("BEGIN")
+            while True:
+                try:
+                    cur = conn.execute(sql, params)
+                    skip = done
+                    while rows := cur.fetchmany(STREAM_CHUNK):
+                        if skip:
+                            dropped = min(skip, len(rows))
+                            rows, skip = rows[dropped:], skip - dropped
+                            if not rows:
+                                continue
+                        for response in self._build(rows):
+                            yield response
+                            done += 1
+                    return
+                except sqlite3.Error as exc:
+                    if getattr(exc, "sqlite_errorcode", None) is not None or conn.text_factory is _lenient_text:
+                        raise translate(exc, self.path) from exc
+                    conn.text_factory = _lenient_text
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        finally:
+            conn.text_factory = factory
+            if own and conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _build(self, rows: list[tuple[Any, ...]]) -> list[Response]:
         """Responses from rows of ``_SELECT_RESPONSE``, each value read as its field's type."""
@@ -517,15 +598,10 @@ class Store:
         return out
 
     def _attach_parts(self, responses: list[Response]) -> None:
+        # One JSON array, not one variable per response: any number of
+        # responses fits under SQLite's limit on variables.
         by_id = {r.id: r for r in responses}
-        marks = ", ".join("?" * len(by_id))
-        columns = [*(f"p.{c}" for c in PART_COLUMNS), "a.mime_type", "a.size", "a.path", "a.url"]
-        rows = self.conn.execute(
-            f"SELECT {', '.join(_as_text(c) for c in columns)} "
-            f"FROM parts p LEFT JOIN attachments a ON a.id = p.attachment_id "
-            f"WHERE p.response_id IN ({marks}) ORDER BY p.response_id, p.ordinal",
-            list(by_id),
-        ).fetchall()
+        rows = self.conn.execute(_SELECT_PARTS, [json.dumps(list(by_id))]).fetchall()
         for row in rows:
             d = dict(zip(PART_COLUMNS, row[:len(PART_COLUMNS)], strict=True))
             owner = by_id.get(d["response_id"])
@@ -648,6 +724,10 @@ class Store:
                 dead.append(("conversations", cid, stamp))
             gone = bury(conn, dead)
         return gone.get("responses", 0)
+
+
+def _none() -> Generator[Response, None, None]:
+    yield from ()
 
 
 def fts_query(text: str) -> str | None:

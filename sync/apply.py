@@ -139,8 +139,8 @@ def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
         carries_at=tuple((cols.index(c), t) for c, t in table.carries.items() if c in cols),
         prefer_at=tuple(immutable.index(c) for c in table.prefer if c in immutable),
         insert=insert, stage=stage, differ=differ, fresh=fresh, newer=newer,
-        queue=(f"INSERT OR REPLACE INTO main.sync_outbox (remote, tbl, key) SELECT r.name, '{table.name}', "
-               f"{key_sql(table, 's')} FROM temp.{stage} s CROSS JOIN main.sync_remotes r"),
+        queue=(f"INSERT OR REPLACE INTO main.sync_changes (tbl, key) SELECT '{table.name}', "
+               f"{key_sql(table, 's')} FROM temp.{stage} s WHERE EXISTS (SELECT 1 FROM main.sync_remotes)"),
     )
 
 
@@ -175,8 +175,8 @@ class Applier:
             self.deleted += sum(bury(self.conn, batch.dels, tables=self.schema.tables, orphans=False).values())
             if self.queue:
                 self.conn.executemany(
-                    "INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) "
-                    "SELECT name, 'tombstones', json_array(?, ?) FROM sync_remotes",
+                    "INSERT OR REPLACE INTO sync_changes (tbl, key) "
+                    "SELECT 'tombstones', json_array(?, ?) WHERE EXISTS (SELECT 1 FROM sync_remotes)",
                     [(tbl, key) for tbl, key, _ in batch.dels],
                 )
             self._newest = max(self._newest, max(d[2] for d in batch.dels))

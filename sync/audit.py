@@ -152,10 +152,10 @@ def check_local(conn: sqlite3.Connection, remote: str | None) -> list[Problem]:
                 found.append(Problem(name, "a capture trigger is missing: writes are not queued for push"))
     if remote is not None:
         stray = conn.execute(
-            "SELECT count(*) FROM sync_outbox o WHERE remote = ? AND tbl NOT IN "
-            f"({', '.join(repr(t.name) for t in TABLES)}, 'tombstones')", [remote]).fetchone()[0]
+            "SELECT count(*) FROM sync_changes WHERE tbl NOT IN "
+            f"({', '.join(repr(t.name) for t in TABLES)}, 'tombstones')").fetchone()[0]
         if stray:
-            found.append(Problem("sync_outbox", f"{stray} queued keys name no synced table"))
+            found.append(Problem("sync_changes", f"{stray} queued keys name no synced table"))
     return found
 
 

@@ -1,9 +1,16 @@
 """The outbox of local writes and the guard that pauses it.
 
-Triggers (migration ``m020_sync``) queue the key of every row written to a
-synced table, by any program, once per configured remote. The outbox holds
-keys only: a push reads the current row, so a row written and deleted before
-the push sends only its tombstone.
+Triggers (``localfirst.registry.capture_sql``) queue the key of every row
+written to a synced table, by any program, once in ``sync_changes``, under
+an id that grows with every write. Each remote's row in ``sync_outbox``
+holds the id it has pushed up to: its outbox is every change after that.
+So a changed key costs one row whatever the number of remotes, and the rows
+every remote has pushed are deleted.
+
+A newly added remote first pushes the keys of every row the store held
+when it was added (``sync_seed``, deleted as they are pushed), then the
+changes made since. The outbox holds keys only: a push reads the current
+row, so a row written and deleted before the push sends only its tombstone.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ from contextlib import contextmanager
 
 from .tables import SyncedTable, present
 
-__all__ = ["guard", "seed", "pending_count", "outbox_batch", "OutboxBatch"]
+__all__ = ["guard", "seed", "pending_count", "pending_keys", "outbox_batch", "OutboxBatch", "advance", "reclaim"]
+
+# Pages on the free list above which a push hands the space back to the file system.
+RECLAIM_PAGES = 64
 
 
 @contextmanager
@@ -41,39 +51,70 @@ def _key_sql(table: SyncedTable) -> str:
     return "json_array(" + ", ".join(cols) + ")"
 
 
+def _pushed(conn: sqlite3.Connection, remote: str) -> int:
+    row = conn.execute("SELECT pushed FROM sync_outbox WHERE remote = ?", [remote]).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 def seed(conn: sqlite3.Connection, remote: str) -> int:
-    """Queue every row of the store for a newly added remote: its first push
-    carries the whole history. Returns the number of keys queued."""
+    """Queue every row of the store for a newly added remote: its first pushes
+    carry the whole history, then the changes made since. Inside the caller's
+    write transaction; returns the number of keys queued.
+
+    The seed is the one list kept per remote, and only until it is pushed:
+    rows that arrive later from elsewhere (a pull) are not in it, so they
+    are not pushed back.
+    """
+    reclaim_rows(conn)
+    conn.execute("DELETE FROM sync_seed WHERE remote = ?", [remote])
+    conn.execute(
+        "INSERT OR REPLACE INTO sync_outbox (remote, pushed) "
+        "VALUES (?, (SELECT coalesce(max(id), 0) FROM sync_changes))",
+        [remote],
+    )
     total = 0
     for table in present(conn):
         total += conn.execute(
-            f"INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) "
-            f"SELECT ?, '{table.name}', {_key_sql(table)} FROM {table.name}",
+            f"INSERT INTO sync_seed (remote, tbl, key) SELECT ?, '{table.name}', {_key_sql(table)} FROM {table.name}",
             [remote],
         ).rowcount
     total += conn.execute(
-        "INSERT OR REPLACE INTO sync_outbox (remote, tbl, key) "
-        "SELECT ?, 'tombstones', json_array(tbl, key) FROM tombstones",
+        "INSERT INTO sync_seed (remote, tbl, key) SELECT ?, 'tombstones', json_array(tbl, key) FROM tombstones",
         [remote],
     ).rowcount
     return total
 
 
 def pending_count(conn: sqlite3.Connection, remote: str) -> int:
-    return int(conn.execute("SELECT count(*) FROM sync_outbox WHERE remote = ?", [remote]).fetchone()[0])
+    """Keys not yet pushed to ``remote`` (the rest of its seed, then the changes since)."""
+    seeded = conn.execute("SELECT count(*) FROM sync_seed WHERE remote = ?", [remote]).fetchone()[0]
+    changed = conn.execute("SELECT count(*) FROM sync_changes WHERE id > ?", [_pushed(conn, remote)]).fetchone()[0]
+    return int(seeded) + int(changed)
+
+
+def pending_keys(conn: sqlite3.Connection, remote: str) -> list[tuple[str, str]]:
+    """Every (table, key) not yet pushed to ``remote``, in the order a push sends them.
+
+    Reads them all at once: for inspection and tests, not for pushing.
+    """
+    out: list[tuple[str, str]] = conn.execute(
+        "SELECT tbl, key FROM sync_seed WHERE remote = ? ORDER BY id", [remote]).fetchall()
+    out += conn.execute("SELECT tbl, key FROM sync_changes WHERE id > ? ORDER BY id",
+                        [_pushed(conn, remote)]).fetchall()
+    return out
 
 
 class OutboxBatch:
-    """Up to ``limit`` queued keys, oldest first, grouped by table."""
+    """Up to ``limit`` queued keys, oldest first, grouped by table.
 
-    def __init__(self, conn: sqlite3.Connection, remote: str, *, limit: int) -> None:
-        rows = conn.execute(
-            "SELECT id, tbl, key FROM sync_outbox WHERE remote = ? ORDER BY id LIMIT ?", [remote, limit]
-        ).fetchall()
-        self.max_id = rows[-1][0] if rows else 0
-        self.keys: dict[str, list[str]] = {}
-        for _, tbl, key in rows:
-            self.keys.setdefault(tbl, []).append(key)
+    ``max_id`` is the id of the last change it holds (the remote's ``pushed``
+    once it is sent); ``seed_max`` the id of the last seed row it holds.
+    """
+
+    def __init__(self, keys: dict[str, list[str]], *, max_id: int, seed_max: int | None = None) -> None:
+        self.keys = keys
+        self.max_id = max_id
+        self.seed_max = seed_max
 
     def __bool__(self) -> bool:
         return bool(self.keys)
@@ -94,4 +135,55 @@ class OutboxBatch:
 
 
 def outbox_batch(conn: sqlite3.Connection, remote: str, *, limit: int) -> OutboxBatch:
-    return OutboxBatch(conn, remote, limit=limit)
+    """The next keys to push to ``remote``: its seed while there is one, then the oldest changes."""
+    pushed = _pushed(conn, remote)
+    rows = conn.execute(
+        "SELECT id, tbl, key FROM sync_seed WHERE remote = ? ORDER BY id LIMIT ?", [remote, limit]).fetchall()
+    seeding = bool(rows)
+    if not seeding:
+        rows = conn.execute(
+            "SELECT id, tbl, key FROM sync_changes WHERE id > ? ORDER BY id LIMIT ?", [pushed, limit]).fetchall()
+    keys: dict[str, list[str]] = {}
+    for _, tbl, key in rows:
+        keys.setdefault(tbl, []).append(key)
+    if seeding:
+        return OutboxBatch(keys, max_id=pushed, seed_max=rows[-1][0])
+    return OutboxBatch(keys, max_id=rows[-1][0] if rows else pushed)
+
+
+def advance(conn: sqlite3.Connection, remote: str, pushed: int, seed_max: int | None) -> None:
+    """Record that ``remote`` has every change up to id ``pushed`` and its seed up to id ``seed_max``.
+
+    Inside the caller's write transaction, with what the push sent: a push
+    that dies before this leaves every key to push again.
+    """
+    conn.execute(
+        "INSERT INTO sync_outbox (remote, pushed) VALUES (?, ?) "
+        "ON CONFLICT (remote) DO UPDATE SET pushed = max(pushed, excluded.pushed)",
+        [remote, pushed],
+    )
+    if seed_max is not None:
+        conn.execute("DELETE FROM sync_seed WHERE remote = ? AND id <= ?", [remote, seed_max])
+    reclaim_rows(conn)
+
+
+def reclaim_rows(conn: sqlite3.Connection) -> None:
+    """Delete the changes every remote has pushed (all of them when there is no remote), and forgotten seeds."""
+    conn.execute(
+        "DELETE FROM sync_changes WHERE id <= (SELECT coalesce(min(coalesce(o.pushed, 0)), "
+        "(SELECT max(id) FROM sync_changes)) FROM sync_remotes r LEFT JOIN sync_outbox o ON o.remote = r.name)"
+    )
+    conn.execute("DELETE FROM sync_seed WHERE remote NOT IN (SELECT name FROM sync_remotes)")
+
+
+def reclaim(conn: sqlite3.Connection) -> None:
+    """Give the pages deleted rows left free back to the file system (outside a transaction).
+
+    Only a database in incremental auto-vacuum mode (every one created since
+    this version) can; for others the free pages are reused by later writes.
+    """
+    if conn.in_transaction:
+        return
+    if conn.execute("PRAGMA freelist_count").fetchone()[0] > RECLAIM_PAGES:
+        # executescript steps the pragma to its end; execute() would free one page.
+        conn.executescript("PRAGMA incremental_vacuum;")

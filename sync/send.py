@@ -5,8 +5,8 @@
 2. Create ``log/<host>/<seq>`` (create-only). Already there with the same
    sha256: an earlier attempt of ours got there, go on. With another sha256:
    another machine uses this host id; stop, overwrite nothing.
-3. In one transaction: clear the outbox rows sent and the pending row, and
-   advance the local seq.
+3. In one transaction: move the remote's place in the outbox past the keys
+   sent, delete the pending row, and advance the local seq.
 4. When the log is ahead of the head, write ``heads/<host>.json``
    (compare-and-swap on its ETag).
 
@@ -47,6 +47,7 @@ class Pending:
     outbox_max: int
     rows: int
     body: bytes
+    seed_max: int | None = None  # the last seed row this changeset holds (capture.advance)
 
 
 def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
@@ -61,7 +62,8 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
     while True:
         with s.store.write() as conn:
             row = conn.execute(
-                "SELECT host, seq, sha256, outbox_max, rows, body FROM sync_pending WHERE remote = ?", [s.name]
+                "SELECT host, seq, sha256, outbox_max, rows, body, seed_max FROM sync_pending WHERE remote = ?",
+                [s.name]
             ).fetchone()
             if row is not None and row[0] == s.host:
                 return Pending(*row)
@@ -74,7 +76,7 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
             if not ops:
                 held += skipped
                 # Every queued row is gone without a tombstone: nothing to say.
-                conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, batch.max_id])
+                capture.advance(conn, s.name, batch.max_id, batch.seed_max)
                 continue
             chain = s.chain(s.host)
             header = Header(
@@ -90,14 +92,15 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
                 # One row larger than any changeset may be: it stays here.
                 key = next(iter(batch.keys.items()))
                 held.append((key[0], key[1][0], "too large for one changeset"))
-                conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, batch.max_id])
+                capture.advance(conn, s.name, batch.max_id, batch.seed_max)
                 continue
             held += skipped
-            pending = Pending(s.host, header.seq, sha256(body), batch.max_id, len(ops), body)
+            pending = Pending(s.host, header.seq, sha256(body), batch.max_id, len(ops), body, batch.seed_max)
             conn.execute(
-                "INSERT INTO sync_pending (remote, host, seq, sha256, outbox_max, rows, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [s.name, pending.host, pending.seq, pending.sha256, pending.outbox_max, pending.rows, body],
+                "INSERT INTO sync_pending (remote, host, seq, sha256, outbox_max, rows, body, seed_max) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [s.name, pending.host, pending.seq, pending.sha256, pending.outbox_max, pending.rows, body,
+                 pending.seed_max],
             )
             return pending
 
@@ -119,7 +122,7 @@ def _done(s: Session, p: Pending) -> None:
             "DELETE FROM sync_pending WHERE remote = ? AND seq = ? AND sha256 = ?", [s.name, p.seq, p.sha256]
         ).rowcount
         if mine:
-            conn.execute("DELETE FROM sync_outbox WHERE remote = ? AND id <= ?", [s.name, p.outbox_max])
+            capture.advance(conn, s.name, p.outbox_max, p.seed_max)
             s.advance(p.host, p.seq, p.sha256)
 
 
@@ -224,5 +227,6 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
         sent += 1
         rows += p.rows
         s.tick(rows, max(total, rows))
+    capture.reclaim(s.conn)
     _write_head(s)
     return sent, rows, held

@@ -176,3 +176,8 @@ def raw_put(root: Path, key: str, data: bytes) -> None:
         data = ring.newest().seal(key, data)
     (root / key).parent.mkdir(parents=True, exist_ok=True)
     (root / key).write_bytes(data)
+def mark_pushed(store: Store) -> None:
+    """Every remote of ``store`` has pushed everything queued so far (its outbox is empty)."""
+    store.conn.execute("UPDATE sync_outbox SET pushed = (SELECT coalesce(max(id), 0) FROM sync_changes)")
+    store.conn.execute("DELETE FROM sync_changes")
+    store.conn.execute("DELETE FROM sync_seed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from synctools import log, new_store
+from synctools import log, mark_pushed, new_store
 
 import sync
 from localfirst.store import Store
@@ -13,9 +13,7 @@ from sync import capture
 
 
 def queued(store: Store, remote: str = "origin") -> list[tuple[str, str]]:
-    return store.conn.execute(
-        "SELECT tbl, key FROM sync_outbox WHERE remote = ? ORDER BY id", [remote]
-    ).fetchall()
+    return capture.pending_keys(store.conn, remote)
 
 
 def test_store_writes_are_queued_once_per_remote(tmp_path: Path) -> None:
@@ -46,7 +44,7 @@ def test_rename_and_delete_are_queued(tmp_path: Path) -> None:
     store = new_store()
     rid = log(store)
     sync.add_remote(store, "origin", f"file://{tmp_path}/r")
-    store.conn.execute("DELETE FROM sync_outbox")
+    mark_pushed(store)
     cid = store.conversations()[0].id
     store.rename_conversation(cid, "new")
     assert queued(store) == [("conversations", cid)]
@@ -58,7 +56,7 @@ def test_rename_and_delete_are_queued(tmp_path: Path) -> None:
 def test_nothing_is_queued_without_a_remote() -> None:
     store = new_store()
     log(store)
-    assert store.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+    assert store.conn.execute("SELECT count(*) FROM sync_changes").fetchone()[0] == 0
 
 
 def test_adding_a_remote_queues_the_whole_history(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synctools import log, new_store
+from synctools import log, mark_pushed, new_store
 
 import sync
 from localfirst import migrations
@@ -34,9 +34,9 @@ def test_a_part_carries_its_attachment_and_order_is_stable(tmp_path: Path) -> No
     store = new_store()
     log(store, "first", attachment=b"shared bytes")
     sync.add_remote(store, "origin", f"file://{tmp_path}/r")
-    store.conn.execute("DELETE FROM sync_outbox")
+    mark_pushed(store)
     log(store, "second", attachment=b"shared bytes")  # the attachment row exists: not queued again
-    queued = {t for (t,) in store.conn.execute("SELECT tbl FROM sync_outbox")}
+    queued = {t for (t,) in store.conn.execute("SELECT tbl FROM sync_changes")}
     assert "attachments" not in queued
     first = _collect(store)[0]
     again = _collect(store)[0]

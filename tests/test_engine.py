@@ -108,7 +108,7 @@ def test_applied_rows_are_not_pushed_back(tmp_path: Path) -> None:
     a.delete([log(a, "gone")])
     sync.sync(a)
     sync.pull(b)
-    assert b.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+    assert b.conn.execute("SELECT count(*) FROM sync_changes").fetchone()[0] == 0
     remote.reset()
     assert sync.push(b, client=remote).changesets == 0 and remote.total == 0
     assert dump(a) == dump(b)
@@ -206,7 +206,7 @@ def test_a_crash_at_any_push_step_loses_nothing(tmp_path: Path, at: int, after: 
     sync.sync(b)
     sync.sync(a)
     assert dump(a) == dump(b)
-    assert a.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+    assert a.conn.execute("SELECT count(*) FROM sync_changes").fetchone()[0] == 0
     _check_log(tmp_path / "remote", a.host_id)
 
 
@@ -392,7 +392,7 @@ def test_one_tampered_host_holds_back_neither_the_others_nor_our_push(tmp_path: 
     with pytest.raises(CorruptObject):
         sync.sync(b)
     assert "from c" in {r.prompt for r in b.list_responses(count=0)}
-    assert b.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0, "b still pushed"
+    assert b.conn.execute("SELECT count(*) FROM sync_changes").fetchone()[0] == 0, "b still pushed"
     sync.pull(c)
     assert "b's own" in {r.prompt for r in c.list_responses(count=0)}
 
@@ -477,7 +477,7 @@ def test_two_pushes_of_one_store_at_once_send_each_changeset_once(tmp_path: Path
     sync.sync(reader)
     assert {r.prompt for r in reader.list_responses(count=0)} == {"hello", "one", "two"}
     _check_log(tmp_path / "remote", first.host_id)
-    assert first.conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 0
+    assert first.conn.execute("SELECT count(*) FROM sync_changes").fetchone()[0] == 0
 
 
 def test_an_interrupted_first_pull_keeps_what_it_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from ..errors import BadInput, DatabaseError
+from ..errors import BadInput, DatabaseError, LocalFirstError
 from ..records import Response
 from ..store import Store
 from .llm_db import LlmExport, export_llm
@@ -41,30 +44,47 @@ def export(store: Store, fmt: str, *, output: str | Path | None = None, stream: 
     target = Path(output).expanduser() if output is not None else None
     if target is not None and not target.parent.exists():
         raise BadInput(f"cannot write {target}: directory {target.parent} does not exist")
-    responses = store.list_responses(count=0, conversation_id=cid, since=since)
+    if target is None and stream is None:
+        raise BadInput(f"--format {fmt} needs -o FILE or an output stream")
     # A whole export is a backup: its templates follow the responses.
     with_templates = fmt == "jsonl" and cid is None and since is None
 
-    def write(items: list[Response], out: TextIO) -> int:
+    def write_backup(items: Iterable[Response], out: TextIO) -> int:
         count = write_jsonl(items, out, store=store)
         if with_templates:
             write_templates(store, out)
         return count
 
-    if fmt == "markdown":
-        # Conversations together, each oldest first: the order a transcript reads in.
-        first_seen: dict[str | None, int] = {}
-        for i, r in enumerate(responses):
-            first_seen.setdefault(r.conversation_id, i)
-        responses.sort(key=lambda r: (first_seen[r.conversation_id], r.datetime_utc or "", r.id or ""))
-        write = write_markdown  # type: ignore[assignment]
-    if target is None:
-        if stream is None:
-            raise BadInput(f"--format {fmt} needs -o FILE or an output stream")
-        return ExportResult(fmt, None, write(responses, stream))
+    # Markdown: conversations together, each oldest first, the order a transcript reads in.
+    write = write_markdown if fmt == "markdown" else write_backup
+    with closing(store.stream_responses(count=0, conversation_id=cid, since=since,
+                                        by_conversation=fmt == "markdown")) as responses:
+        if target is None:
+            assert stream is not None
+            try:
+                return ExportResult(fmt, None, write(responses, stream))
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # a full disk under a redirect
+                raise LocalFirstError(f"cannot write the output: {exc.strerror or exc}") from exc
+        return ExportResult(fmt, str(target), _to_file(target, lambda out: write(responses, out)))
+
+
+def _to_file(target: Path, write: Callable[[TextIO], int]) -> int:
+    """Write through a temporary file beside ``target``, renamed over it once complete.
+
+    A full disk or an interruption leaves no half-written file, and an
+    older file of that name stays as it was.
+    """
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        with target.open("w", encoding="utf-8") as out:
-            count = write(responses, out)
+        with partial.open("w", encoding="utf-8") as out:
+            count = write(out)
+        os.replace(partial, target)
     except OSError as exc:
-        raise DatabaseError(f"cannot write {target}: {exc.strerror}") from exc
-    return ExportResult(fmt, str(target), count)
+        partial.unlink(missing_ok=True)
+        raise DatabaseError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return count

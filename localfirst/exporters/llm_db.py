@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..db import translate
+from ..db import insert_rows, translate
 from ..errors import BadInput, NotFound
 from ..records import Attachment, Part, Response
 from ..store import Store
@@ -72,7 +73,8 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         raise BadInput(f"cannot write {target}: directory {target.parent} does not exist")
     if target.exists():
         raise BadInput(f"{target} already exists; export --format llm writes a new file")
-    responses = store.list_responses(count=0, conversation_id=cid, since=since)
+    # Checked (an unknown --cid) before the file is made.
+    responses = store.stream_responses(count=0, conversation_id=cid, since=since, by_conversation=True)
     result = LlmExport(str(target))
     try:
         conn = sqlite3.connect(str(target), isolation_level=None)
@@ -84,10 +86,12 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         conn.executemany('INSERT INTO "_llm_migrations" (name, applied_at) VALUES (?, ?)',
                          [(n, "1970-01-01 00:00:00+00:00") for n in LLM_MIGRATIONS])
         writer = _Writer(conn, store)
-        for conversation in _by_conversation(responses):
+        for _, group in groupby(responses, key=attrgetter("conversation_id")):
+            conversation = list(group)
             writer.thread(conversation)
             result.conversations += 1
             result.responses += len(conversation)
+        writer.flush()
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
@@ -97,15 +101,10 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         conn.close()
         target.unlink(missing_ok=True)
         raise
+    finally:
+        responses.close()
     conn.close()
     return result
-
-
-def _by_conversation(responses: list[Response]) -> Iterator[list[Response]]:
-    groups: dict[str | None, list[Response]] = {}
-    for r in responses:
-        groups.setdefault(r.conversation_id, []).append(r)
-    yield from groups.values()
 
 
 def _llm_time(utc_text: str | None) -> str | None:
@@ -113,12 +112,22 @@ def _llm_time(utc_text: str | None) -> str | None:
     return None if utc_text is None else utc_text.replace("Z", "+00:00")
 
 
+# Rows of the full-text table written per statement (see localfirst.db.insert_rows).
+_SEARCH_BATCH = 2000
+
+
 class _Writer:
+    """Writes threads one at a time; messages already written (a shared prefix) are not written again."""
+
     def __init__(self, conn: sqlite3.Connection, store: Store) -> None:
         self.conn = conn
         self.store = store
-        self.known: set[str] = set()
         self.attachments: set[str] = set()
+        self.search: list[tuple[str, str, str]] = []
+
+    def flush(self) -> None:
+        insert_rows(self.conn, "INSERT INTO turn_search (turn_id, prompt, response)", self.search, width=3)
+        self.search.clear()
 
     def thread(self, responses: list[Response]) -> None:
         first = responses[0]
@@ -183,11 +192,11 @@ class _Writer:
 
     def _ensure(self, m: _Message, parent: str | None) -> str:
         h = message_hash(m, parent)
-        if h in self.known:
+        added = self.conn.execute(
+            "INSERT OR IGNORE INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
+            [h, parent, m.role]).rowcount
+        if not added:
             return h
-        self.known.add(h)
-        self.conn.execute("INSERT INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
-                          [h, parent, m.role])
         for position, (d, atts) in enumerate(zip(m.parts, m.attachments, strict=True)):
             payload = {k: v for k, v in d.items() if k != "type"}
             text = None
@@ -228,5 +237,6 @@ class _Writer:
              json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
              _llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
         if r.prompt or r.response:
-            self.conn.execute("INSERT INTO turn_search (turn_id, prompt, response) VALUES (?, ?, ?)",
-                              [r.id, r.prompt or "", r.response or ""])
+            self.search.append((r.id or "", r.prompt or "", r.response or ""))
+            if len(self.search) >= _SEARCH_BATCH:
+                self.flush()

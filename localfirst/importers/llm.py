@@ -3,8 +3,8 @@
 llm's database is opened read-only. Its response and turn ids (ULIDs,
 lower-cased) become ours, so importing again compares ids and imports only
 what is new: no local bookkeeping, and a response deleted here (it has a
-tombstone) is not brought back. Everything new is written in one transaction
-with ``executemany``; plain INSERTs, so the change-capture triggers see them
+tombstone) is not brought back. What is new is written in batches, each in
+one transaction; plain INSERTs, so the change-capture triggers see them
 like any other write.
 """
 
@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..db import insert_rows, translate
+from ..errors import Interrupted
 from ..store import PART_COLUMNS, RESPONSE_COLUMNS, Store, conversation_name
 from .llm_legacy import legacy_ids, read_legacy
-from .llm_messages import read_messages, turn_ids
+from .llm_messages import MessageTree, message_tree, read_messages, turn_ids
 from .llm_rows import Attachments, Thread, Turn
 from .llm_source import LlmSource, default_llm_dir, default_llm_path, open_llm
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["ImportReport", "import_llm", "import_llm_templates"]
 
 Progress = Callable[[int, int], None]
-_BATCH = 1000
+# Responses read and written per transaction.
+_BATCH = 5000
 _INSERT_RESPONSES = f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)})"
 _INSERT_PART = (
     f"INSERT OR IGNORE INTO parts ({', '.join(PART_COLUMNS)}) "
@@ -79,66 +81,82 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def import_llm(store: Store, path: str | Path | None = None, *, progress: Progress | None = None) -> ImportReport:
+def import_llm(store: Store, path: str | Path | None = None, *, progress: Progress | None = None,
+               batch: int = _BATCH) -> ImportReport:
     """Import what is new in llm's database at ``path`` (default: llm's own).
 
-    ``progress(done, total)`` is called as responses are written.
+    The new responses are read and written ``batch`` at a time, each batch in
+    one transaction, so memory stays flat whatever the size of llm's file
+    and an interrupted import keeps the batches it wrote: the next run
+    imports only the rest. ``progress(done, total)`` is called after each batch.
     """
     source = open_llm(path if path is not None else default_llm_path())
-    have = {r[0] for r in store.conn.execute("SELECT id FROM responses")}
-    gone = {r[0] for r in store.conn.execute("SELECT key FROM tombstones WHERE tbl = 'responses'")}
+    # The per-batch id lists (temp tables on both sides) stay in memory: a
+    # batch's worth, and never a temporary file per batch.
+    source.conn.execute("PRAGMA temp_store = MEMORY")
+    store.conn.execute("PRAGMA temp_store = MEMORY")
+    report = ImportReport(source.path, skipped_tables=list(source.skipped))
+    done = 0
     try:
-        report, threads, turns, atts = _read(source, have, gone)
+        _plan(store, source, report)
+        total = store.conn.execute("SELECT count(*) FROM temp._lf_new").fetchone()[0]
+        tree: MessageTree | None = None
+        for generation, reader in ((0, read_messages), (1, read_legacy)):
+            after = ""
+            while chunk := store.conn.execute(
+                "SELECT key, llm_id FROM temp._lf_new WHERE gen = ? AND key > ? ORDER BY key LIMIT ?",
+                [generation, after, batch],
+            ).fetchall():
+                after = chunk[-1][0]
+                _want(source.conn, [llm_id for _, llm_id in chunk])
+                atts = Attachments()
+                if generation == 0:
+                    tree = tree or message_tree(source)
+                    threads, turns = read_messages(source, atts, report.problems, tree=tree)
+                else:
+                    threads, turns = reader(source, atts, report.problems)
+                if turns:
+                    _write(store, threads, turns, atts, report)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
     except sqlite3.Error as exc:
         # Reading llm's file failed part way: it is damaged, or llm is rewriting it.
         raise translate(exc, source.path) from exc
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"import interrupted: {report.imported} responses were imported in whole batches, nothing "
+            "half-written; run it again to import the rest"
+        ) from None
     finally:
         source.close()
-    if turns:
-        _write(store, threads, turns, atts, report, progress)
+        store.conn.execute("DROP TABLE IF EXISTS temp._lf_new")
     return report
 
 
-def _read(source: LlmSource, have: set[str], gone: set[str]
-          ) -> tuple[ImportReport, dict[str, Thread], list[Turn], Attachments]:
-    """Find the new ids, then read only their rows, as rows of ours."""
-    report = ImportReport(source.path, skipped_tables=list(source.skipped))
-    new_turns: list[str] = []
-    new_legacy: list[str] = []
-    seen: set[str] = set()
-    for generation, label, ids_of, bucket in (
-        (source.messages, "threads/turns", turn_ids, new_turns),
-        (source.legacy, "conversations/responses", legacy_ids, new_legacy),
-    ):
+def _plan(store: Store, source: LlmSource, report: ImportReport) -> None:
+    """List the ids to import in ``temp._lf_new`` of the store's connection, and count the others.
+
+    The comparison with what is here runs in SQLite, so that a million ids
+    are never held in Python at once. An id in both of llm's generations is
+    read from the newer one, as llm itself shows it.
+    """
+    conn = store.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _lf_new (key TEXT PRIMARY KEY, llm_id, gen INTEGER NOT NULL)")
+    conn.execute("DELETE FROM temp._lf_new")
+    for gen, (generation, label, ids_of) in enumerate((
+        (source.messages, "threads/turns", turn_ids),
+        (source.legacy, "conversations/responses", legacy_ids),
+    )):
         if not generation:
             continue
         report.generations.append(label)
-        for llm_id in ids_of(source):
-            key = str(llm_id).lower()
-            if key in seen:
-                # llm itself shows the turn when an id is in both generations.
-                continue
-            seen.add(key)
-            if key in have:
-                report.already += 1
-            elif key in gone:
-                report.deleted += 1
-            else:
-                bucket.append(llm_id)
-    report.found = len(seen)
-    atts = Attachments()
-    threads: dict[str, Thread] = {}
-    turns: list[Turn] = []
-    for wanted, reader in ((new_turns, read_messages), (new_legacy, read_legacy)):
-        if wanted:
-            _want(source.conn, wanted)
-            found_threads, found_turns = reader(source, atts, report.problems)
-            for cid, thread in found_threads.items():
-                known = threads.get(cid)
-                if known is None or thread.created_utc < known.created_utc:
-                    threads[cid] = thread
-            turns += found_turns
-    return report, threads, turns, atts
+        conn.executemany("INSERT OR IGNORE INTO temp._lf_new (key, llm_id, gen) VALUES (lower(CAST(? AS TEXT)), ?, ?)",
+                         ((llm_id, llm_id, gen) for llm_id in ids_of(source)))
+    report.found = conn.execute("SELECT count(*) FROM temp._lf_new").fetchone()[0]
+    report.already = conn.execute("DELETE FROM temp._lf_new WHERE key IN (SELECT id FROM responses)").rowcount
+    report.deleted = conn.execute(
+        "DELETE FROM temp._lf_new WHERE key IN (SELECT key FROM tombstones WHERE tbl = 'responses')").rowcount
 
 
 def _want(conn: Any, llm_ids: list[str]) -> None:
@@ -148,30 +166,26 @@ def _want(conn: Any, llm_ids: list[str]) -> None:
 
 
 def _write(store: Store, threads: dict[str, Thread], turns: list[Turn], atts: Attachments,
-           report: ImportReport, progress: Progress | None) -> None:
+           report: ImportReport) -> None:
+    """One batch in one transaction."""
     turns.sort(key=lambda t: (t.values["datetime_utc"], t.values["id"]))
     first_prompt: dict[str, str | None] = {}
     for t in turns:
         first_prompt.setdefault(t.values["conversation_id"], t.values["prompt"])
-    total = len(turns)
     with store.write() as conn:
-        report.conversations = conn.executemany(
+        report.conversations += conn.executemany(
             "INSERT OR IGNORE INTO conversations (id, name, model, created_utc) VALUES (?, ?, ?, ?)",
             [(t.id, t.name or conversation_name(first_prompt.get(t.id)), t.model, t.created_utc)
              for t in threads.values()],
         ).rowcount
-        report.attachments = conn.executemany(
+        report.attachments += conn.executemany(
             "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) VALUES (?, ?, ?, ?, ?, ?)",
             list(atts.rows.values()),
         ).rowcount
-        for start in range(0, total, _BATCH):
-            batch = turns[start:start + _BATCH]
-            report.imported += insert_rows(conn, _INSERT_RESPONSES, [
-                tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in batch], width=len(RESPONSE_COLUMNS))
-            conn.executemany(_INSERT_PART, [
-                (t.values["id"], ordinal, *part) for t in batch for ordinal, part in enumerate(t.parts)])
-            if progress is not None:
-                progress(min(start + _BATCH, total), total)
+        report.imported += insert_rows(conn, _INSERT_RESPONSES, [
+            tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in turns], width=len(RESPONSE_COLUMNS))
+        conn.executemany(_INSERT_PART, [
+            (t.values["id"], ordinal, *part) for t in turns for ordinal, part in enumerate(t.parts)])
 
 
 def import_llm_templates(store: Store, directory: str | Path | None = None) -> ImportResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from .llm_rows import Attachments, Problem, Thread, Turn, dumps, json_text, ulid, utc
@@ -17,8 +18,8 @@ from .llm_source import LlmSource
 __all__ = ["legacy_ids", "read_legacy"]
 
 
-def legacy_ids(source: LlmSource) -> list[str]:
-    return [r[0] for r in source.conn.execute("SELECT id FROM responses") if r[0] is not None]
+def legacy_ids(source: LlmSource) -> Iterator[str]:
+    return (r[0] for r in source.conn.execute("SELECT id FROM responses") if r[0] is not None)
 
 
 def read_legacy(

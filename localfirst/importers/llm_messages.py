@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from .llm_rows import Attachments, Problem, Thread, Turn, dumps, json_text, ulid, utc
 from .llm_source import LlmSource
 
-__all__ = ["turn_ids", "read_messages"]
+__all__ = ["turn_ids", "read_messages", "message_tree", "MessageTree"]
 
 _CHUNK = 500
 
 
-def turn_ids(source: LlmSource) -> list[str]:
-    return [r[0] for r in source.conn.execute("SELECT id FROM turns") if r[0] is not None]
+def turn_ids(source: LlmSource) -> Iterator[str]:
+    return (r[0] for r in source.conn.execute("SELECT id FROM turns") if r[0] is not None)
+
+
+def message_tree(source: LlmSource) -> MessageTree:
+    """The parent links and roles of every message: read once for an import made in batches."""
+    return _Tree(source)
 
 
 def read_messages(
-    source: LlmSource, atts: Attachments, problems: list[str]
+    source: LlmSource, atts: Attachments, problems: list[str], *, tree: MessageTree | None = None
 ) -> tuple[dict[str, Thread], list[Turn]]:
     """Turns whose ids are in ``temp._lf_want``, as rows of ours."""
     q = source.conn.execute
@@ -41,7 +47,7 @@ def read_messages(
     ).fetchall()
     if not rows:
         return {}, []
-    tree = _Tree(source)
+    tree = tree or _Tree(source)
     segments = {}
     for row in rows:
         segments[row[0]] = tree.segments(row[2], row[3])
@@ -337,3 +343,6 @@ def _part(role: str, kind: str, tool: str | None, text: str | None, data: dict[s
         return [(role, "attachment", None, None, None, None, None, parts.attachment(ref), extras)
                 for ref in _attachment_refs(d)]
     raise Problem(f"a part of type {kind!r} is not one this version knows")
+
+
+MessageTree = _Tree
