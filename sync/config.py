@@ -68,11 +68,11 @@ def add_remote(
     cost of a new remote (tests; the default is in ``sync.crypto``).
     """
     config = _check_config(store, name, url, endpoint_url, region, profile)
-    remote = client if client is not None else open_remote(config)
     try:
+        remote = client if client is not None else open_remote(config)
         fmt = _format(remote)
     except RemoteError:
-        if encrypt or passphrase is not None:
+        if encrypt:
             raise
         return Added(save_remote(store, config), reached=False)  # offline: the first sync reads format.json
     recovery = None

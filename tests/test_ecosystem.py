@@ -186,8 +186,11 @@ def test_upgrade_from_the_previous_release_keeps_every_row_and_the_index(db_path
                                                                   "01h00000000000000000000001"]
     # The capture trigger came back: a new response is queued for the remote.
     rid = store.log(Response(model="m", prompt="new wal", conversation_id="01h00000000000000000000000"))
-    assert conn.execute("SELECT count(*) FROM sync_outbox WHERE key = ?", [rid]).fetchone()[0] == 1
-    assert conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == outbox + 1
+    assert conn.execute("SELECT count(*) FROM sync_changes WHERE key = ?", [rid]).fetchone()[0] == 1
+    from sync import capture
+
+    remote = conn.execute("SELECT name FROM sync_remotes").fetchone()[0]
+    assert capture.pending_count(conn, remote) == outbox + 1  # what waited still waits, and the new one
     assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     assert "REFERENCES responses(id)" in conn.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'parts'").fetchone()[0]

@@ -7,8 +7,8 @@ from typing import Any
 __all__ = ["metadata", "HIDDEN"]
 
 # Local bookkeeping, not history: hidden from the table list (still reachable by SQL).
-HIDDEN = ("meta", "_sqlite_migrations", "sync_remotes", "sync_outbox", "sync_chain", "sync_pending", "sync_guard",
-          "sync_conflicts", "sqlite_sequence")
+HIDDEN = ("meta", "_sqlite_migrations", "sync_remotes", "sync_outbox", "sync_changes", "sync_seed", "sync_chain",
+          "sync_pending", "sync_guard", "sync_conflicts", "sqlite_sequence")
 
 _TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "conversations": ("One row per conversation; its transcript is linked from the id.", {
