@@ -23,7 +23,7 @@ from ..records import Attachment, Part, Response
 from ..store import Store
 from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
 
-__all__ = ["export_llm", "LlmExport"]
+__all__ = ["export_llm", "LlmExport", "LlmWriter", "llm_time"]
 
 
 @dataclass
@@ -83,7 +83,7 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         conn.execute("BEGIN")
         conn.executemany('INSERT INTO "_llm_migrations" (name, applied_at) VALUES (?, ?)',
                          [(n, "1970-01-01 00:00:00+00:00") for n in LLM_MIGRATIONS])
-        writer = _Writer(conn, store)
+        writer = LlmWriter(conn, store)
         for conversation in _by_conversation(responses):
             writer.thread(conversation)
             result.conversations += 1
@@ -108,12 +108,14 @@ def _by_conversation(responses: list[Response]) -> Iterator[list[Response]]:
     yield from groups.values()
 
 
-def _llm_time(utc_text: str | None) -> str | None:
+def llm_time(utc_text: str | None) -> str | None:
     # llm writes "2026-11-20T22:38:14.128427+00:00"; ours ends in Z.
     return None if utc_text is None else utc_text.replace("Z", "+00:00")
 
 
-class _Writer:
+class LlmWriter:
+    """Writes conversations into an llm database as threads, messages and turns."""
+
     def __init__(self, conn: sqlite3.Connection, store: Store) -> None:
         self.conn = conn
         self.store = store
@@ -122,9 +124,25 @@ class _Writer:
 
     def thread(self, responses: list[Response]) -> None:
         first = responses[0]
+        tip = self.turns(responses)
+        self.conn.execute(
+            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
+            [first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)])
+
+    def turns(self, responses: list[Response], *, written: dict[str, str | None] | None = None) -> str | None:
+        """Write the turns of one conversation, oldest first; returns the tip of the last.
+
+        ``written`` maps the ids of turns the database already holds to their
+        tips: those are not written again, and the next turn continues from
+        the tip stored there.
+        """
         tip: str | None = None
         system: str | None = None
         for r in responses:
+            if written is not None and r.id in written:
+                tip = written[r.id]
+                system = r.system or system
+                continue
             inputs: list[_Message] = []
             if r.system and r.system != system:
                 inputs.append(_Message("system", [{"type": "text", "text": r.system}], [[]]))
@@ -151,9 +169,7 @@ class _Writer:
                 reply.attachments.insert(0, [])
             tip = self._ensure(reply, parent)
             self._turn(r, parent, tip)
-        self.conn.execute(
-            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
-            [first.conversation_id, first.conversation_name, tip, _llm_time(first.datetime_utc)])
+        return tip
 
     def _message(self, role: str, parts: list[Part]) -> _Message:
         msg = _Message(role)
@@ -226,7 +242,7 @@ class _Writer:
             [r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
              json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
              json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
-             _llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
+             llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
         if r.prompt or r.response:
             self.conn.execute("INSERT INTO turn_search (turn_id, prompt, response) VALUES (?, ?, ?)",
                               [r.id, r.prompt or "", r.response or ""])

@@ -79,12 +79,14 @@ class ImportReport:
         return "\n".join(lines)
 
 
-def import_llm(store: Store, path: str | Path | None = None, *, progress: Progress | None = None) -> ImportReport:
+def import_llm(store: Store, path: str | Path | None = None, *, progress: Progress | None = None,
+               busy_timeout_ms: int | None = None) -> ImportReport:
     """Import what is new in llm's database at ``path`` (default: llm's own).
 
-    ``progress(done, total)`` is called as responses are written.
+    ``progress(done, total)`` is called as responses are written;
+    ``busy_timeout_ms`` bounds the wait while llm holds its write lock.
     """
-    source = open_llm(path if path is not None else default_llm_path())
+    source = open_llm(path if path is not None else default_llm_path(), busy_timeout_ms=busy_timeout_ms)
     have = {r[0] for r in store.conn.execute("SELECT id FROM responses")}
     gone = {r[0] for r in store.conn.execute("SELECT key FROM tombstones WHERE tbl = 'responses'")}
     try:
