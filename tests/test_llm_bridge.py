@@ -215,7 +215,7 @@ def test_a_database_locked_longer_than_the_timeout(pair: tuple[Machine, Machine]
         holder.execute("ROLLBACK")
         holder.close()
     assert _both(a) == before
-    assert "from B" in [r["prompt"] for r in a.llm_logs()] or a.lf("sync").returncode == 0
+    a.lf("sync")  # once the lock is gone
     assert "from B" in [r["prompt"] for r in a.llm_logs()]
 
 
