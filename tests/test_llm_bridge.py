@@ -229,3 +229,61 @@ def test_unlink_and_bad_settings(pair: tuple[Machine, Machine]) -> None:
     before = dump(a.llm_db)
     assert "llm " not in a.lf("sync").stdout
     assert dump(a.llm_db) == before
+
+
+@pytest.mark.slow
+def test_llm_prompts_in_a_loop_while_the_bridge_writes(tmp_path: Path) -> None:
+    import threading
+
+    from localfirst.records import Response
+    from localfirst.store import Store
+
+    a = machine(tmp_path / "a")
+    a.llm("-m", "echo", "first")
+    a.lf("llm", "link")
+    loops = 8
+    failures: list[str] = []
+
+    def prompt_in_a_loop() -> None:
+        for i in range(loops):
+            done = a.llm("-m", "echo", f"loop {i}", check=False)
+            if done.returncode != 0:
+                failures.append(done.stderr)
+
+    worker = threading.Thread(target=prompt_in_a_loop)
+    worker.start()
+    logged: list[str] = []
+    rounds = 0
+    while worker.is_alive() or rounds < 2:
+        # What other machines would have sent: conversations of several turns.
+        store = Store.open(a.home / "logs.db")
+        try:
+            for c in range(3):
+                first = Response(model="m", prompt=f"round {rounds} conversation {c} turn 0", response="r")
+                logged += store.log_many([first])
+                logged += store.log_many([Response(model="m", prompt=f"round {rounds} conversation {c} turn {t}",
+                                                   response="r", conversation_id=first.conversation_id)
+                                          for t in (1, 2)])
+        finally:
+            store.close()
+        a.lf("llm", "sync")
+        rounds += 1
+    worker.join()
+    a.lf("llm", "sync")
+
+    assert not failures, failures
+    assert a.query("PRAGMA integrity_check") == [("ok",)]
+    turns = [r[0] for r in a.query("SELECT id FROM turns")]
+    assert len(turns) == len(set(turns)) == 1 + loops + len(logged)
+    assert set(logged) <= set(turns)
+    listed = a.llm_logs()
+    assert len(listed) == len(turns)
+    prompts = {r["prompt"] for r in listed}
+    assert {f"loop {i}" for i in range(loops)} <= prompts and "first" in prompts
+    ours = json.loads(a.lf("logs", "list", "-n", "0", "--json").stdout)
+    assert sorted(r["id"] for r in ours) == sorted(turns)
+    # Each conversation written by the bridge is one thread whose tip ends its last turn.
+    for thread_id, tip in a.query("SELECT id, tip_message_hash FROM threads"):
+        last = a.query("SELECT tip_message_hash FROM turns WHERE thread_id = ? ORDER BY id DESC LIMIT 1",
+                       (thread_id,))
+        assert last == [(tip,)]

@@ -4,7 +4,7 @@ Only llm's current schema is written: the file must record every llm
 migration this version knows (``LLM_MIGRATIONS``) and no other, and hold the
 columns the bridge writes. llm may be writing at the same moment; llm keeps
 the default rollback journal, so every write here is one short
-``BEGIN IMMEDIATE`` transaction and waits for llm's lock at most the busy
+``BEGIN EXCLUSIVE`` transaction and waits for llm's lock at most the busy
 timeout (``LOCALFIRST_LLM_TIMEOUT`` seconds, default 5: llm itself waits 5
 seconds for ours). The journal mode and every other setting of the file
 are left as llm set them.
@@ -79,7 +79,12 @@ class LlmTarget:
         """One short transaction: all of it lands, or none of it."""
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            # EXCLUSIVE, not IMMEDIATE: llm reads and then writes inside one
+            # deferred transaction, and in the rollback journal a reader that
+            # wants to write while we hold RESERVED is refused at once, with no
+            # wait, to break the deadlock. With no reader left while we write,
+            # llm only ever waits for us, within its busy timeout.
+            conn.execute("BEGIN EXCLUSIVE")
         except sqlite3.Error as exc:
             raise self.error(exc) from exc
         try:
