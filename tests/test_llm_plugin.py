@@ -64,7 +64,8 @@ def test_unknown_templates(m: Machine, spec: str, says: str) -> None:
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, done.stderr
-    assert m.query("SELECT count(*) FROM turns") == [(0,)] if m.llm_db.exists() else True
+    # Nothing was logged: llm stopped before it made its database.
+    assert not m.llm_db.exists() or m.query("SELECT count(*) FROM turns") == [(0,)]
 
 
 def test_a_logged_response_as_a_fragment(m: Machine) -> None:
