@@ -381,6 +381,11 @@ def logs_rm(
     # logged while the question was on screen goes too.
     deleted = store.delete(doomed, conversation_id=conversation, before=cutoff)
     typer.echo(f"Deleted {deleted} responses.")
+    from .bridge import remove_deleted_now
+
+    removed = remove_deleted_now(store)
+    if removed:
+        typer.echo(f"Removed {removed} from the linked llm database.")
 
 
 # -- conversations ---------------------------------------------------------
@@ -795,9 +800,17 @@ def sync_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_
     """Pull, then push."""
     import sync
 
+    from .bridge import around_sync
+
+    store = open_store()
     with _ProgressBar("Syncing") as bar:
-        result = sync.sync(open_store(), remote, progress=bar)
-    _show(result, json_output)
+        result, bridged = around_sync(store, lambda: sync.sync(store, remote, progress=bar))
+    if json_output:
+        _print_json({**result.to_json(), "llm": bridged.to_json() if bridged else None})
+    else:
+        typer.echo(result.summary())
+        if bridged is not None:
+            typer.echo(bridged.summary())
 
 
 @app.command("compact")
@@ -998,6 +1011,38 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+# -- the bridge with llm's database --------------------------------------------
+
+llm_app = typer.Typer(help="Link llm's own logs.db, so that sync carries it both ways.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("link")
+def llm_link(
+    path: Optional[Path] = typer.Argument(
+        None, help="llm's logs.db (default: the one in LLM_USER_PATH or llm's user directory)."),
+) -> None:
+    """Link llm's database: every sync then imports from it and writes other machines' responses into it."""
+    from .bridge import link
+
+    linked = link(open_store(), path)
+    typer.echo(f"Linked {linked}; `localfirst sync` (or `localfirst llm sync`) now carries it both ways")
+
+
+@llm_app.command("unlink")
+def llm_unlink() -> None:
+    """Forget the link; nothing is removed from either database."""
+    from .bridge import unlink
+
+    typer.echo(f"Unlinked {unlink(open_store())}")
+
+
+@llm_app.command("sync")
+def llm_sync(json_output: bool = _JSON_OPT) -> None:
+    """Bridge with the linked llm database now, without a remote."""
+    from .bridge import run
+
+    _show(run(open_store()), json_output)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -51,6 +51,8 @@ def translate(exc: sqlite3.Error, path: str) -> DatabaseError:
         if not parent.exists():
             return DatabaseError(f"cannot open {path}: directory {parent} does not exist")
         return DatabaseError(f"cannot open {path}: check that it and its directory are readable and writable")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return DatabaseError(f"{path} is locked by another process; try again when it has finished")
     if code == sqlite3.SQLITE_READONLY:
         return DatabaseError(f"cannot write to {path}: the file or its directory is read-only")
     return DatabaseError(f"{path}: {exc}")

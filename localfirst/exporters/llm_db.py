@@ -18,13 +18,13 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..db import insert_rows, translate
+from ..db import translate
 from ..errors import BadInput, NotFound
 from ..records import Attachment, Part, Response
 from ..store import Store
 from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
 
-__all__ = ["export_llm", "LlmExport"]
+__all__ = ["export_llm", "LlmExport", "LlmWriter", "llm_time"]
 
 
 @dataclass
@@ -73,7 +73,7 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         raise BadInput(f"cannot write {target}: directory {target.parent} does not exist")
     if target.exists():
         raise BadInput(f"{target} already exists; export --format llm writes a new file")
-    # Checked (an unknown --cid) before the file is made.
+    # Checked (an unknown --cid) before the file is made; read in chunks, a conversation at a time.
     responses = store.stream_responses(count=0, conversation_id=cid, since=since, by_conversation=True)
     result = LlmExport(str(target))
     try:
@@ -85,13 +85,12 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         conn.execute("BEGIN")
         conn.executemany('INSERT INTO "_llm_migrations" (name, applied_at) VALUES (?, ?)',
                          [(n, "1970-01-01 00:00:00+00:00") for n in LLM_MIGRATIONS])
-        writer = _Writer(conn, store)
+        writer = LlmWriter(conn, store)
         for _, group in groupby(responses, key=attrgetter("conversation_id")):
             conversation = list(group)
             writer.thread(conversation)
             result.conversations += 1
             result.responses += len(conversation)
-        writer.flush()
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
@@ -107,33 +106,41 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
     return result
 
 
-def _llm_time(utc_text: str | None) -> str | None:
+def llm_time(utc_text: str | None) -> str | None:
     # llm writes "2026-11-20T22:38:14.128427+00:00"; ours ends in Z.
     return None if utc_text is None else utc_text.replace("Z", "+00:00")
 
 
-# Rows of the full-text table written per statement (see localfirst.db.insert_rows).
-_SEARCH_BATCH = 2000
-
-
-class _Writer:
-    """Writes threads one at a time; messages already written (a shared prefix) are not written again."""
+class LlmWriter:
+    """Writes conversations into an llm database as threads, messages and turns."""
 
     def __init__(self, conn: sqlite3.Connection, store: Store) -> None:
         self.conn = conn
         self.store = store
+        self.known: set[str] = set()
         self.attachments: set[str] = set()
-        self.search: list[tuple[str, str, str]] = []
-
-    def flush(self) -> None:
-        insert_rows(self.conn, "INSERT INTO turn_search (turn_id, prompt, response)", self.search, width=3)
-        self.search.clear()
 
     def thread(self, responses: list[Response]) -> None:
         first = responses[0]
+        tip = self.turns(responses)
+        self.conn.execute(
+            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
+            [first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)])
+
+    def turns(self, responses: list[Response], *, written: dict[str, str | None] | None = None) -> str | None:
+        """Write the turns of one conversation, oldest first; returns the tip of the last.
+
+        ``written`` maps the ids of turns the database already holds to their
+        tips: those are not written again, and the next turn continues from
+        the tip stored there.
+        """
         tip: str | None = None
         system: str | None = None
         for r in responses:
+            if written is not None and r.id in written:
+                tip = written[r.id]
+                system = r.system or system
+                continue
             inputs: list[_Message] = []
             if r.system and r.system != system:
                 inputs.append(_Message("system", [{"type": "text", "text": r.system}], [[]]))
@@ -160,9 +167,7 @@ class _Writer:
                 reply.attachments.insert(0, [])
             tip = self._ensure(reply, parent)
             self._turn(r, parent, tip)
-        self.conn.execute(
-            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
-            [first.conversation_id, first.conversation_name, tip, _llm_time(first.datetime_utc)])
+        return tip
 
     def _message(self, role: str, parts: list[Part]) -> _Message:
         msg = _Message(role)
@@ -192,11 +197,11 @@ class _Writer:
 
     def _ensure(self, m: _Message, parent: str | None) -> str:
         h = message_hash(m, parent)
-        added = self.conn.execute(
-            "INSERT OR IGNORE INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
-            [h, parent, m.role]).rowcount
-        if not added:
+        if h in self.known:
             return h
+        self.known.add(h)
+        self.conn.execute("INSERT INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
+                          [h, parent, m.role])
         for position, (d, atts) in enumerate(zip(m.parts, m.attachments, strict=True)):
             payload = {k: v for k, v in d.items() if k != "type"}
             text = None
@@ -235,8 +240,7 @@ class _Writer:
             [r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
              json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
              json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
-             _llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
+             llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
         if r.prompt or r.response:
-            self.search.append((r.id or "", r.prompt or "", r.response or ""))
-            if len(self.search) >= _SEARCH_BATCH:
-                self.flush()
+            self.conn.execute("INSERT INTO turn_search (turn_id, prompt, response) VALUES (?, ?, ?)",
+                              [r.id, r.prompt or "", r.response or ""])

@@ -82,15 +82,16 @@ class ImportReport:
 
 
 def import_llm(store: Store, path: str | Path | None = None, *, progress: Progress | None = None,
-               batch: int = _BATCH) -> ImportReport:
+               batch: int = _BATCH, busy_timeout_ms: int | None = None) -> ImportReport:
     """Import what is new in llm's database at ``path`` (default: llm's own).
 
     The new responses are read and written ``batch`` at a time, each batch in
     one transaction, so memory stays flat whatever the size of llm's file
     and an interrupted import keeps the batches it wrote: the next run
-    imports only the rest. ``progress(done, total)`` is called after each batch.
+    imports only the rest. ``progress(done, total)`` is called after each batch;
+    ``busy_timeout_ms`` bounds the wait while llm holds its write lock.
     """
-    source = open_llm(path if path is not None else default_llm_path())
+    source = open_llm(path if path is not None else default_llm_path(), busy_timeout_ms=busy_timeout_ms)
     # The per-batch id lists (temp tables on both sides) stay in memory: a
     # batch's worth, and never a temporary file per batch.
     source.conn.execute("PRAGMA temp_store = MEMORY")

@@ -82,8 +82,11 @@ class LlmSource:
         self.conn.close()
 
 
-def open_llm(path: str | Path) -> LlmSource:
+def open_llm(path: str | Path, *, busy_timeout_ms: int | None = None) -> LlmSource:
     """Open llm's database read-only and work out which generations it holds.
+
+    ``busy_timeout_ms``: how long to wait while llm holds its write lock
+    (default: as long as for our own database).
 
     Raises NotFound for a missing file and NotADatabase for a file that is not
     SQLite or not llm's. Tables of a schema we do not know are recorded in
@@ -104,12 +107,16 @@ def open_llm(path: str | Path) -> LlmSource:
     conn = _connect_readonly(p, wal=header[18:20] == b"\x02\x02")
     source = LlmSource(str(p), conn)
     try:
+        if busy_timeout_ms is not None:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         tables = [r[0] for r in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
         for table in tables:
             source.columns[table] = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise translate(exc, str(p)) from exc
         raise NotADatabase(f"{p} is not an SQLite database, or it is corrupt") from exc
     _detect(source, tables)
     return source
