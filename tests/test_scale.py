@@ -86,8 +86,8 @@ def test_merge_push_and_pull_run_under_a_small_variable_limit(big: Store, tmp_pa
 def _limited_source(monkeypatch: pytest.MonkeyPatch) -> None:
     real = llm_import.open_llm
 
-    def open_limited(path: Any) -> Any:
-        source = real(path)
+    def open_limited(path: Any, **kwargs: Any) -> Any:
+        source = real(path, **kwargs)
         source.conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, LIMIT)
         return source
 
