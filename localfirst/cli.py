@@ -107,9 +107,14 @@ def _stdin_bytes() -> bytes:
     return buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
 
 
-# SQLite's LIMIT takes a 64-bit integer; a larger count means "all" anyway.
-# Not given to typer as max=, which would print the number in --help.
+# SQLite's LIMIT takes a 64-bit integer. Checked here, not given to typer as
+# max=, which would print the number in every --help.
 MAX_COUNT = 2**62
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_COUNT:
+        raise BadInput(f"--count {count} is too large (0 lists them all)")
 
 # typer has no list-of-pairs option; options with this metavar are given
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
@@ -176,6 +181,9 @@ def _command(argv: Optional[list[str]] = None) -> Any:
         slim = copy.copy(app)
         slim.registered_commands = [c for c in app.registered_commands if _name(c) == target]
         slim.registered_groups = [g for g in app.registered_groups if g.name == target]
+        # --install-completion is a root option, used without a command
+        # (and shell completion itself runs with no arguments): ~3 ms saved.
+        slim._add_completion = False
         if slim.registered_commands or slim.registered_groups:
             source = slim
     command = typer.main.get_command(source)
@@ -371,8 +379,9 @@ def logs_list(
     from . import render
     from .timeutil import parse_when
 
+    _check_count(count)
     found = open_store(for_reading=True).list_responses(
-        count=1 if response_only else min(count, MAX_COUNT), query=query, model=model, conversation_id=cid,
+        count=1 if response_only else count, query=query, model=model, conversation_id=cid,
         since=parse_when(since, option="--since") if since else None,
         until=parse_when(until, end_of_day=True, option="--until") if until else None,
     )
@@ -476,7 +485,8 @@ def conversations_list(
     """Conversations, most recently active first."""
     from . import render
 
-    found = open_store(for_reading=True).conversations(count=min(count, MAX_COUNT))
+    _check_count(count)
+    found = open_store(for_reading=True).conversations(count=count)
     if json_output:
         _print_json([c.to_json() for c in found])
     else:
