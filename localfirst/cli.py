@@ -194,11 +194,12 @@ def _command(argv: Optional[list[str]] = None) -> Any:
         for param in current.params:
             if getattr(param, "metavar", None) == PAIR:
                 param.nargs = 2
-            elif param.param_type_name == "argument" and param.metavar is None and param.name:
-                # typer would show {name}; click's own style is NAME, [NAME] or NAME...
-                name = param.name.upper()
-                name = name if param.required else f"[{name}]"
-                param.metavar = name + ("..." if param.nargs == -1 else "")
+            elif param.param_type_name == "argument" and param.name:
+                # typer 0.28 shows a required argument as {name}; click's own
+                # style is NAME, [NAME] or NAME..., which is what the docs use.
+                name = param.metavar or param.name.upper()
+                name = (name if param.required else f"[{name}]") + ("..." if param.nargs == -1 else "")
+                param.make_metavar = lambda *_args, _name=name, **_kwargs: _name  # type: ignore[method-assign]
     return command
 
 

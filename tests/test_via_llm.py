@@ -126,8 +126,8 @@ def test_without_llm_installed(run, monkeypatch):
 
 
 def _imports_llm(*args: str, home) -> bool:
-    code = ("import sys; from localfirst import cli; code = cli.main(%r); "
-            "print(code, 'llm' in sys.modules)" % (list(args),))
+    code = (f"import sys; from localfirst import cli; code = cli.main({list(args)!r}); "
+            "print(code, 'llm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "LOCALFIRST_HOME": str(home)}).stdout.split()
     assert out[-2] == "0", out
