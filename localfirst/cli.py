@@ -548,8 +548,11 @@ def models_add(
 
 
 @models_app.command("list")
-def models_list(json_output: bool = typer.Option(False, "--json", help="Output a JSON array.")) -> None:
-    """Configured models; * marks the default."""
+def models_list(
+    json_output: bool = typer.Option(False, "--json", help="Output a JSON array of the configured models."),
+    with_llm: bool = typer.Option(True, "--llm/--no-llm", help="Also list llm's models, when llm is installed."),
+) -> None:
+    """Configured models (* marks the default), then llm's."""
     from .listing import models_table
     from .models import default_model_name
     from .models.config import key_source, load_config
@@ -560,6 +563,13 @@ def models_list(json_output: bool = typer.Option(False, "--json", help="Output a
     else:
         sources = {m.name: key_source(m) for m in models}
         typer.echo(models_table(models, default=default_model_name(), key_sources=sources))
+        if with_llm:
+            from .listing import llm_models_text
+            from .models.via_llm import llm_model_names
+
+            extra = llm_models_text(llm_model_names(), taken={"echo", *(m.name for m in models)})
+            if extra:
+                typer.echo("\n" + extra)
 
 
 @models_app.command("default")

@@ -138,3 +138,10 @@ def test_llm_is_imported_only_on_the_path_that_runs_its_model(tmp_path):
     assert not _imports_llm("-m", "echo", "hi", home=tmp_path)
     assert not _imports_llm("logs", "list", "-n", "1", home=tmp_path)
     assert _imports_llm("-m", "llm:echo", "hi", home=tmp_path)
+
+
+def test_models_lists_llms_models_by_the_name_m_takes(run):
+    shown = run("models").out
+    lines = [line.split() for line in shown.splitlines()]
+    assert ["llm:echo"] in lines and ["echo-needs-key"] in lines  # localfirst's echo keeps the plain name
+    assert "llm:echo" not in run("models", "--no-llm").out
