@@ -21,16 +21,16 @@ import typer
 from . import __version__, paths
 from .errors import BadInput, LocalFirstError
 from .store import Store
+from .textutil import plural
 
 app = typer.Typer(
     name="localfirst",
     help="Your LLM conversations in a local SQLite file, on every machine.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-logs_app = typer.Typer(help="List, search, show and delete logged responses.", no_args_is_help=True)
+logs_app = typer.Typer(help="List, search, show and delete logged responses (alone: list).")
 conversations_app = typer.Typer(help="List and rename conversations.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
 app.add_typer(conversations_app, name="conversations")
@@ -101,7 +101,22 @@ def _stdin_text() -> Optional[str]:
     return sys.stdin.read()
 
 
-MAX_COUNT = 2**62  # SQLite's LIMIT takes a 64-bit integer
+def _stdin_bytes() -> bytes:
+    """All of stdin as bytes (``-a -``, ``-f -``)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise BadInput("- reads stdin, but stdin is a terminal: pipe something into it")
+    buffer = getattr(sys.stdin, "buffer", None)
+    return buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
+
+
+# SQLite's LIMIT takes a 64-bit integer. Checked here, not given to typer as
+# max=, which would print the number in every --help.
+MAX_COUNT = 2**62
+
+
+def _check_count(count: int) -> None:
+    if count > MAX_COUNT:
+        raise BadInput(f"--count {count} is too large (0 lists them all)")
 
 # typer has no list-of-pairs option; options with this metavar are given
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
@@ -119,6 +134,40 @@ def _first_command(argv: list[str]) -> Optional[str]:
     return None
 
 
+# Groups whose bare name runs one of their commands, as `llm logs` and `llm models` do.
+GROUP_DEFAULTS = {"logs": "list", "models": "list"}
+_ROOT_FLAGS = ("--help", "--version", "--install-completion", "--show-completion")
+
+
+def _name(info: Any) -> str:
+    return str(info.name or (info.callback.__name__ if info.callback else "").replace("_", "-"))
+
+
+def with_default_command(argv: list[str]) -> list[str]:
+    """``argv`` with the command llm would run filled in.
+
+    Anything that is not a command name (a prompt, or an option such as -m)
+    runs ``prompt``, as ``llm "question"`` does; ``logs`` and ``models`` alone
+    (or followed by options) run their ``list``. Nothing at all prints help.
+    """
+    i = 0
+    while i < len(argv) and (argv[i] == "--db" or argv[i].startswith("--db=")):
+        i += 2 if argv[i] == "--db" else 1
+    if i >= len(argv) or argv[i] in _ROOT_FLAGS:
+        return argv
+    first = argv[i]
+    groups = {g.name: g.typer_instance for g in app.registered_groups}
+    if first not in groups and first not in {_name(c) for c in app.registered_commands}:
+        return [*argv[:i], "prompt", *argv[i:]]
+    if first in GROUP_DEFAULTS:
+        rest = argv[i + 1:]
+        group = groups[first]
+        names = {_name(c) for c in group.registered_commands} if group is not None else set()
+        if not rest or (rest[0] not in names and rest[0] != "--help"):
+            return [*argv[:i + 1], GROUP_DEFAULTS[first], *rest]
+    return argv
+
+
 def _command(argv: Optional[list[str]] = None) -> Any:
     """The click command for this run.
 
@@ -132,11 +181,11 @@ def _command(argv: Optional[list[str]] = None) -> Any:
     target = _first_command(sys.argv[1:] if argv is None else argv)
     if target is not None:
         slim = copy.copy(app)
-        slim.registered_commands = [
-            c for c in app.registered_commands
-            if (c.name or (c.callback.__name__ if c.callback else "").replace("_", "-")) == target
-        ]
+        slim.registered_commands = [c for c in app.registered_commands if _name(c) == target]
         slim.registered_groups = [g for g in app.registered_groups if g.name == target]
+        # --install-completion is a root option, used without a command
+        # (and shell completion itself runs with no arguments): ~3 ms saved.
+        slim._add_completion = False
         if slim.registered_commands or slim.registered_groups:
             source = slim
     command = typer.main.get_command(source)
@@ -147,6 +196,12 @@ def _command(argv: Optional[list[str]] = None) -> Any:
         for param in current.params:
             if getattr(param, "metavar", None) == PAIR:
                 param.nargs = 2
+            elif param.param_type_name == "argument" and param.name:
+                # typer 0.28 shows a required argument as {name}; click's own
+                # style is NAME, [NAME] or NAME..., which is what the docs use.
+                name = param.metavar or param.name.upper()
+                name = (name if param.required else f"[{name}]") + ("..." if param.nargs == -1 else "")
+                param.make_metavar = lambda *_args, _name=name, **_kwargs: _name  # type: ignore[method-assign]
     return command
 
 
@@ -196,57 +251,115 @@ def log_command(
     typer.echo(rid)
 
 
+_INPUT = "PATH|URL|-"
+
+
 @app.command("prompt")
 def prompt_command(
-    prompt: Optional[str] = typer.Argument(None, help="The prompt, or a template's input (default: stdin)."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model to use."),
+    prompt: Optional[str] = typer.Argument(None, help="The prompt, or a template's input; piped stdin goes first."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model to use (localfirst's, or llm's)."),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt."),
+    attachment: list[str] = typer.Option([], "-a", "--attachment", metavar=_INPUT,
+                                         help="Attach a file, a URL or stdin; repeatable. The bytes are stored."),
+    fragment: list[str] = typer.Option([], "-f", "--fragment", metavar=_INPUT,
+                                       help="Text sent before the prompt, and recorded; repeatable."),
+    system_fragment: list[str] = typer.Option([], "--sf", "--system-fragment", metavar=_INPUT,
+                                              help="Text sent before the system prompt; repeatable."),
     continue_: bool = typer.Option(False, "-c", "--continue", help="Continue the latest conversation."),
-    cid: Optional[str] = typer.Option(None, "--cid", help="Continue this conversation."),
+    cid: Optional[str] = typer.Option(None, "--cid", help="Continue this conversation (id or 8+ characters of it)."),
     option: list[str] = typer.Option([], "-o", "--option", metavar=PAIR, help="Model option, repeatable."),
-    no_log: bool = typer.Option(False, "--no-log", help="Do not log this exchange."),
     template: Optional[str] = typer.Option(None, "-t", "--template", help="Fill and run this template."),
     param: list[str] = typer.Option([], "-p", "--param", metavar=PAIR, help="Template variable, repeatable."),
+    no_log: bool = typer.Option(False, "-n", "--no-log", help="Do not log this exchange."),
+    key: Optional[str] = typer.Option(None, "--key", help="API key for this call only (never stored)."),
+    usage: bool = typer.Option(False, "-u", "--usage", help="Show token usage on stderr."),
+    extract: bool = typer.Option(False, "-x", "--extract", help="Print only the first fenced code block."),
+    extract_last: bool = typer.Option(False, "--xl", "--extract-last", help="Print only the last fenced code block."),
     no_stream: bool = typer.Option(False, "--no-stream", help="Wait for the whole answer instead of streaming."),
     timeout: Optional[float] = typer.Option(
         None, "--timeout", help="Seconds to wait for the model's next bytes (default 300).", metavar="SECONDS"
     ),
 ) -> None:
-    """Send a prompt to a model and log the exchange."""
+    """Send a prompt to a model and log the exchange (the default command)."""
+    from .inputs import gather
     from .prompting import run_prompt
 
-    stdin = _stdin_text()
-    if stdin is not None and stdin.strip():
-        prompt = stdin if prompt is None else f"{prompt}\n\n{stdin}"
-    options, extras = _options(option), None
     if timeout is not None and timeout <= 0:
         raise BadInput("--timeout must be more than 0 seconds")
+    options, extras, schema = _options(option), None, None
+    if template is None and param:
+        raise BadInput("-p/--param fills a template's variables: add -t NAME")
+    got = gather(attachments=attachment, fragments=fragment, system_fragments=system_fragment, stdin=_stdin_bytes)
+    # llm's order: what is piped in, a space, then the argument.
+    stdin = None if got.stdin_used else _stdin_text()
+    if stdin is not None and stdin.strip():
+        prompt = stdin if prompt is None else f"{stdin} {prompt}"
     if template is not None:
         from .templates import apply_template
 
         filled = apply_template(open_store(), template, input=prompt, params=_pairs(param),
                                 model=model, system=system, options=options)
         prompt, model, system, options = filled.prompt, filled.model, filled.system, filled.options
-        extras = filled.extras
-    elif param:
-        raise BadInput("-p/--param fills a template's variables: add -t NAME")
-    if prompt is None:
+        extras, schema = filled.extras, filled.schema
+        loaded = gather(attachments=[], fragments=filled.fragments, system_fragments=filled.system_fragments,
+                        stdin=_stdin_bytes)
+        got.fragments[:0], got.system_fragments[:0] = loaded.fragments, loaded.system_fragments
+    if prompt is None and not got.fragments and not got.attachments:
         raise BadInput("give a prompt as an argument or on stdin")
+    quiet = extract or extract_last
 
     def show(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        if not quiet:
+            sys.stdout.write(text)
+            sys.stdout.flush()
 
     response = run_prompt(
         _continuing_store(continue_, cid), prompt, model=model, system=system, options=options,
         continue_latest=continue_, cid=cid, log=not no_log, on_text=show,
-        stream=not no_stream, timeout=timeout, extras=extras,
+        stream=not no_stream, timeout=timeout, extras=extras, attachments=got.attachments,
+        fragments=got.fragments, system_fragments=got.system_fragments, key=key, schema=schema,
     )
-    sys.stdout.write("\n")
+    if quiet:
+        from .textutil import fenced_code
+
+        text = fenced_code(response.response, last=extract_last) or response.response or ""
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        sys.stdout.write("\n")
+    if usage:
+        from .textutil import usage_line
+
+        typer.echo(usage_line(response.input_tokens, response.output_tokens, response.token_details), err=True)
     if (response.extras or {}).get("localfirst:interrupted"):
         logged = f"; logged what arrived as {response.id}" if response.id else ""
         typer.echo(f"Interrupted{logged}", err=True)
         raise typer.Exit(130)
+
+
+@app.command("chat")
+def chat_command(
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model to chat with (localfirst's, or llm's)."),
+    system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt, sent with the first turn."),
+    continue_: bool = typer.Option(False, "-c", "--continue", help="Continue the latest conversation."),
+    cid: Optional[str] = typer.Option(None, "--cid", help="Continue this conversation (id or 8+ characters of it)."),
+    option: list[str] = typer.Option([], "-o", "--option", metavar=PAIR, help="Model option, repeatable."),
+    key: Optional[str] = typer.Option(None, "--key", help="API key for this chat only (never stored)."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="Wait for each whole answer instead of streaming."),
+) -> None:
+    """Chat with a model; every turn is logged into one conversation."""
+    from .chatting import ChatSession, chat_loop
+
+    at_terminal = sys.stdin is not None and sys.stdin.isatty()
+    if at_terminal:
+        import readline  # noqa: F401  (line editing and history for input())
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    session = ChatSession(_continuing_store(continue_, cid), model=model, system=system, options=_options(option),
+                          continue_latest=continue_, cid=cid, key=key, stream=not no_stream)
+    chat_loop(session, read_line=input, write=write, keep_going=at_terminal)
 
 
 # -- logs ------------------------------------------------------------------
@@ -254,10 +367,10 @@ def prompt_command(
 
 @logs_app.command("list")
 def logs_list(
-    count: int = typer.Option(3, "-n", "--count", min=0, max=MAX_COUNT, help="How many responses (0 for all)."),
+    count: int = typer.Option(3, "-n", "--count", min=0, help="How many responses (0 for all)."),
     query: Optional[str] = typer.Option(None, "-q", "--query", help="Full-text search, best match first."),
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Only this model."),
-    cid: Optional[str] = typer.Option(None, "--cid", help="Only this conversation."),
+    cid: Optional[str] = typer.Option(None, "--cid", help="Only this conversation (id or 8+ characters of it)."),
     since: Optional[str] = typer.Option(None, "--since", help="From this date or ISO time (UTC)."),
     until: Optional[str] = typer.Option(None, "--until", help="Up to this date or ISO time (UTC)."),
     json_output: bool = typer.Option(False, "--json", help="Output a JSON array."),
@@ -269,6 +382,7 @@ def logs_list(
     from . import render
     from .timeutil import parse_when
 
+    _check_count(count)
     store = open_store(for_reading=True)
     filters: dict[str, Any] = dict(
         query=query, model=model, conversation_id=cid,
@@ -308,7 +422,7 @@ def _write(chunks: Iterable[str], *, sep: str = "", end: str = "", always: bool 
 
 @logs_app.command("show")
 def logs_show(
-    response_id: str = typer.Argument(..., help="Response id."),
+    response_id: str = typer.Argument(..., help="Response id, or its first 8 or more characters."),
     json_output: bool = typer.Option(False, "--json", help="Output JSON."),
 ) -> None:
     """Show one response in full."""
@@ -347,7 +461,7 @@ def logs_on() -> None:
 
 @logs_app.command("off")
 def logs_off() -> None:
-    """Stop logging prompts on this machine (``log`` still records)."""
+    """Stop logging prompts on this machine (the log command still records)."""
     from .prompting import set_logging
 
     set_logging(False)
@@ -374,13 +488,14 @@ def logs_rm(
         return
     if not yes:
         if sys.stdin is None or not sys.stdin.isatty():
-            raise BadInput(f"would delete {len(doomed)} responses: add --yes to confirm when not at a terminal")
-        if not typer.confirm(f"Delete {len(doomed)} responses?", default=False):
+            raise BadInput(f"would delete {plural(len(doomed), 'response')}: "
+                           "add --yes to confirm when not at a terminal")
+        if not typer.confirm(f"Delete {plural(len(doomed), 'response')}?", default=False):
             raise LocalFirstError("nothing deleted")
     # The criteria are applied again inside the delete's transaction: what was
     # logged while the question was on screen goes too.
     deleted = store.delete(doomed, conversation_id=conversation, before=cutoff)
-    typer.echo(f"Deleted {deleted} responses.")
+    typer.echo(f"Deleted {plural(deleted, 'response')}.")
     from .bridge import remove_deleted_now
 
     removed = remove_deleted_now(store)
@@ -393,12 +508,13 @@ def logs_rm(
 
 @conversations_app.command("list")
 def conversations_list(
-    count: int = typer.Option(0, "-n", "--count", min=0, max=MAX_COUNT, help="How many (0 for all)."),
+    count: int = typer.Option(0, "-n", "--count", min=0, help="How many (0 for all)."),
     json_output: bool = typer.Option(False, "--json", help="Output a JSON array."),
 ) -> None:
     """Conversations, most recently active first."""
     from . import render
 
+    _check_count(count)
     found = open_store(for_reading=True).conversations(count=count)
     if json_output:
         _print_json([c.to_json() for c in found])
@@ -430,7 +546,7 @@ def merge_command(other: Path = typer.Argument(..., help="Another localfirst dat
 
 # -- models and templates ---------------------------------------------------
 
-models_app = typer.Typer(help="Configure the model servers localfirst can prompt.", no_args_is_help=True)
+models_app = typer.Typer(help="Configure the model servers localfirst can prompt (alone: list).")
 templates_app = typer.Typer(help="The prompt library: templates kept in the database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(templates_app, name="templates")
@@ -460,8 +576,11 @@ def models_add(
 
 
 @models_app.command("list")
-def models_list(json_output: bool = typer.Option(False, "--json", help="Output a JSON array.")) -> None:
-    """Configured models; * marks the default."""
+def models_list(
+    json_output: bool = typer.Option(False, "--json", help="Output a JSON array of the configured models."),
+    with_llm: bool = typer.Option(True, "--llm/--no-llm", help="Also list llm's models, when llm is installed."),
+) -> None:
+    """Configured models (* marks the default), then llm's."""
     from .listing import models_table
     from .models import default_model_name
     from .models.config import key_source, load_config
@@ -472,6 +591,13 @@ def models_list(json_output: bool = typer.Option(False, "--json", help="Output a
     else:
         sources = {m.name: key_source(m) for m in models}
         typer.echo(models_table(models, default=default_model_name(), key_sources=sources))
+        if with_llm:
+            from .listing import llm_models_text
+            from .models.via_llm import llm_model_names
+
+            extra = llm_models_text(llm_model_names(), taken={"echo", *(m.name for m in models)})
+            if extra:
+                typer.echo("\n" + extra)
 
 
 @models_app.command("default")
@@ -568,7 +694,7 @@ def templates_rm(name: str = typer.Argument(..., help="Template name.")) -> None
     from .templates import remove_template
 
     count = remove_template(open_store(), name)
-    typer.echo(f"Deleted template {name} ({count} versions)")
+    typer.echo(f"Deleted template {name} ({plural(count, 'version')})")
 
 
 @templates_app.command("history")
@@ -611,7 +737,7 @@ def templates_export(directory: Path = typer.Argument(..., help="Directory to wr
     from .template_files import export_templates
 
     written = export_templates(open_store(), directory.expanduser())
-    typer.echo(f"Exported {len(written)} templates to {directory}")
+    typer.echo(f"Exported {plural(len(written), 'template')} to {directory}")
 
 
 # -- import and export -----------------------------------------------------
@@ -726,7 +852,7 @@ def export_command(
         stream=sys.stdout, cid=cid, since=parse_when(since, option="--since") if since else None,
     )
     if result.path is not None:
-        typer.echo(f"Exported {result.responses} responses to {result.path}", err=True)
+        typer.echo(f"Exported {plural(result.responses, 'response')} to {result.path}", err=True)
 # -- sync --------------------------------------------------------------------
 
 remote_app = typer.Typer(help="Add, list, remove and inspect sync remotes.", no_args_is_help=True)
@@ -1047,8 +1173,9 @@ def llm_sync(json_output: bool = _JSON_OPT) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI; the one place where errors become messages."""
+    args = with_default_command(list(sys.argv[1:] if argv is None else argv))
     try:
-        code = _command(argv).main(args=argv, prog_name="localfirst", standalone_mode=False)
+        code = _command(args).main(args=args, prog_name="localfirst", standalone_mode=False)
     except LocalFirstError as exc:
         typer.echo("Error: " + " ".join(str(exc).split()), err=True)
         return exc.exit_code

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from .models.config import ModelConfig
 from .templates import TemplateVersion
 
-__all__ = ["models_table", "templates_table", "template_history_text", "table"]
+__all__ = ["models_table", "llm_models_text", "templates_table", "template_history_text", "table"]
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -23,6 +23,16 @@ def models_table(models: list[ModelConfig], *, default: str, key_sources: dict[s
     rows.append(("*" if default == "echo" else "", "echo", "(built in, offline)", "", ""))
     for m in models:
         rows.append(("*" if default == m.name else "", m.name, m.model, key_sources.get(m.name, ""), m.base_url))
+    return table(rows)
+
+
+def llm_models_text(models: list[tuple[str, list[str]]], *, taken: set[str]) -> str:
+    """llm's models, as ``-m`` names them here: ``llm:ID`` where localfirst has a model of that name."""
+    if not models:
+        return ""
+    rows = [("LLM MODEL", "ALIASES")]
+    for model_id, aliases in models:
+        rows.append(("llm:" + model_id if model_id in taken else model_id, ", ".join(aliases)))
     return table(rows)
 
 

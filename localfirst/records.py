@@ -213,6 +213,8 @@ class Response:
     id: str | None = None
     conversation_id: str | None = None
     conversation_name: str | None = None
+    # The conversation's model, as stored with it (read back, never written from here).
+    conversation_model: str | None = None
     resolved_model: str | None = None
     prompt_json: Any = None
     options: dict[str, Any] | None = None
@@ -229,27 +231,44 @@ class Response:
     parts: list[Part] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The documented, stable JSON shape of ``logs list --json``."""
+        """The documented, stable JSON shape of ``logs list --json``.
+
+        Every key of ``llm logs list --json`` (llm 0.36), with the same
+        meaning, then localfirst's own; docs/llm.md lists where a value differs.
+        """
+        extras = self.extras or {}
         return {
             "id": self.id,
-            "conversation_id": self.conversation_id,
-            "conversation_name": self.conversation_name,
             "model": self.model,
             "resolved_model": self.resolved_model,
-            "prompt": self.prompt,
-            "system": self.system,
-            "prompt_json": self.prompt_json,
-            "options": self.options,
-            "response": self.response,
-            "response_json": self.response_json,
-            "reasoning": self.reasoning,
+            "options_json": self.options or {},
+            "conversation_id": self.conversation_id,
+            "duration_ms": self.duration_ms,
+            "datetime_utc": self.datetime_utc,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "token_details": self.token_details,
-            "duration_ms": self.duration_ms,
-            "datetime_utc": self.datetime_utc,
+            "conversation_name": self.conversation_name,
+            "conversation_model": self.conversation_model,
+            "schema_json": extras.get("llm:schema"),
+            "prompt": self.prompt,
+            "system": self.system,
+            "response": self.response,
+            "reasoning": self.reasoning,
+            "prompt_json": self.prompt_json,
+            "response_json": self.response_json,
+            "prompt_fragments": _fragments_json(self.prompt, extras.get("llm:fragments"), system=False),
+            "system_fragments": _fragments_json(self.system, extras.get("llm:system_fragments"), system=True),
+            "tools": [_tool_json(t) for t in extras.get("llm:tools") or [] if isinstance(t, (str, dict))],
+            "tool_calls": [_tool_call_json(p) for p in self.parts if p.type == "tool_call"],
+            "tool_results": [_tool_result_json(p) for p in self.parts if p.type == "tool_result"],
+            "attachments": [_attachment_json(p.attachment) for p in self.parts
+                            if p.type == "attachment" and p.attachment is not None],
+            # localfirst's own keys.
+            "options": self.options,
             "finish_reason": self.finish_reason,
             "simulated": self.simulated,
+            "template": extras.get("localfirst:template"),
             "extras": self.extras,
             "parts": [p.to_json() for p in self.parts],
         }
@@ -307,3 +326,95 @@ class Response:
             extras=check_extras(data.get("extras")),
             parts=parts,
         )
+
+
+# -- llm's JSON shape (``llm logs list --json``) -----------------------------
+
+
+def _attachment_json(a: Attachment) -> dict[str, Any]:
+    # localfirst always keeps the bytes; they are not inlined in JSON.
+    return {"id": a.id, "type": a.mime_type, "path": a.path, "url": a.url, "content": None,
+            "content_length": a.size if a.id and a.size else None}
+
+
+def _tool_json(tool: Any) -> dict[str, Any]:
+    if isinstance(tool, dict):
+        return {"id": None, "hash": None, "name": None, "description": None, "input_schema": {},
+                "instance": None, **tool}
+    # An import from llm keeps the names of the tools a response offered.
+    return {"id": None, "hash": None, "name": tool, "description": None, "input_schema": {}, "instance": None}
+
+
+def _tool_call_json(p: Part) -> dict[str, Any]:
+    return {"id": None, "tool_id": None, "name": p.tool_name, "arguments": p.arguments,
+            "tool_call_id": p.tool_call_id, "server_executed": False}
+
+
+def _tool_result_json(p: Part) -> dict[str, Any]:
+    extras = p.extras or {}
+    return {"id": None, "tool_id": None, "name": p.tool_name, "output": p.text, "tool_call_id": p.tool_call_id,
+            "exception": p.error, "server_executed": p.role == "assistant",
+            "instance": extras.get("llm:instance"), "attachments": []}
+
+
+def _fragments_json(text: str | None, records: Any, *, system: bool) -> list[dict[str, Any]]:
+    """llm's fragment objects, each with its content read back out of the text that was sent.
+
+    A prompt is sent as the fragments then the prompt, one per line; a system
+    prompt as the stripped fragments then the system prompt, a blank line
+    apart (llm's rules). Each piece is checked against the fragment's hash;
+    one that cannot be proved (and every one after it) has ``content`` null.
+    """
+    if not isinstance(records, list):
+        return []
+    out: list[dict[str, Any]] = []
+    pos: int | None = 0
+    for record in records:
+        if not isinstance(record, dict):
+            continue
+        wanted = record.get("hash")
+        content: str | None = None
+        if isinstance(wanted, str) and pos is not None:
+            find = _system_piece if system else _prompt_piece
+            content, pos = find(text or "", pos, wanted)
+        item: dict[str, Any] = {"hash": wanted, "content": content, "aliases": []}
+        if record.get("source") is not None:
+            item["source"] = record["source"]
+        out.append(item)
+    return out
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _prompt_piece(text: str, pos: int, wanted: str) -> tuple[str | None, int | None]:
+    """The fragment at ``pos`` whose hash is ``wanted`` (it ends at a line end), and where the next starts."""
+    import hashlib
+
+    # One running hash, copied at each line end: linear in the text.
+    running = hashlib.sha256()
+    cursor = pos
+    while True:
+        end = text.find("\n", cursor)
+        stop = len(text) if end == -1 else end
+        running.update(text[cursor:stop].encode("utf-8"))
+        if running.copy().hexdigest() == wanted:
+            return text[pos:stop], stop + 1
+        if end == -1:
+            return None, None
+        running.update(b"\n")
+        cursor = end + 1
+
+
+def _system_piece(text: str, pos: int, wanted: str) -> tuple[str | None, int | None]:
+    """The stripped system fragment at ``pos``: proved when it, or it with the usual final newline, has the hash."""
+    end = text.find("\n\n", pos)
+    end = len(text) if end == -1 else end
+    piece = text[pos:end]
+    for candidate in (piece, piece + "\n"):
+        if _sha256(candidate) == wanted:
+            return candidate, end + 2
+    return None, None

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
@@ -47,7 +48,8 @@ def _as_text(column: str) -> str:
     return column if column.rpartition(".")[2] in _NUMBER_COLUMNS else f"CAST({column} AS TEXT)"
 
 
-_RESPONSE_FIELDS = ", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS) + ", CAST(c.name AS TEXT)"
+_RESPONSE_FIELDS = (", ".join(_as_text(f"r.{c}") for c in RESPONSE_COLUMNS)
+                    + ", CAST(c.name AS TEXT), CAST(c.model AS TEXT)")
 _SELECT_RESPONSE = (
     f"SELECT {_RESPONSE_FIELDS} FROM responses r LEFT JOIN conversations c ON c.id = r.conversation_id"
 )
@@ -184,6 +186,12 @@ def _object(text: str | None) -> dict[str, Any] | None:
     if value is None or isinstance(value, dict):
         return value
     return {RAW_KEY: text}
+
+
+# An id may be shortened to a unique prefix of at least this many characters.
+MIN_PREFIX = 8
+_PREFIX_RE = re.compile(r"^[0-9a-hjkmnp-tv-z]+$")
+_KINDS = {"responses": "response", "conversations": "conversation"}
 
 
 def check_id(value: str, what: str = "id") -> str:
@@ -390,6 +398,50 @@ class Store:
     # -- reading -----------------------------------------------------------
 
     @_reads
+    def resolve_id(self, value: str, table: str) -> str:
+        """The full id in ``table`` (responses or conversations) that ``value`` is, or starts.
+
+        A whole ULID is returned as it is (existence is the caller's check); a
+        prefix of at least MIN_PREFIX characters must match exactly one row.
+        An id of the other kind is named as such in the error.
+        """
+        kind = _KINDS[table]
+        text = value.strip().lower()
+        if ids.is_id(text):
+            return text
+        if len(text) < MIN_PREFIX or len(text) > 26 or not _PREFIX_RE.match(text):
+            raise BadInput(f"{value!r} is not a valid {kind} id (a 26-character ULID, "
+                           f"or its first {MIN_PREFIX} or more characters)")
+        found = self._by_prefix(table, text)
+        if len(found) > 1:
+            raise BadInput(f"{value!r} starts more than one {kind} id; give more characters")
+        if not found:
+            raise self.missing(text, table)
+        return found[0]
+
+    def _by_prefix(self, table: str, prefix: str) -> list[str]:
+        # Ids are lower-case base32; "~" sorts after every one of their characters.
+        return [r[0] for r in self.conn.execute(
+            f"SELECT CAST(id AS TEXT) FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+            [prefix, prefix + "~"])]
+
+    def missing(self, value: str, table: str) -> NotFound:
+        """The error for an id that ``table`` lacks; it says so when the id is of the other kind."""
+        kind = _KINDS[table]
+        other = "conversations" if table == "responses" else "responses"
+        text = value.strip().lower()
+        hit = self._by_prefix(other, text) if _PREFIX_RE.match(text) and len(text) >= MIN_PREFIX else []
+        if len(hit) == 1:
+            if other == "conversations":
+                return NotFound(f"{value} is a conversation id, not a response id "
+                                f"(`localfirst logs list --cid {hit[0]}` lists its responses)")
+            row = self.conn.execute("SELECT CAST(conversation_id AS TEXT) FROM responses WHERE id = ?",
+                                    [hit[0]]).fetchone()
+            return NotFound(f"{value} is a response id, not a conversation id "
+                            f"(its conversation is {row[0] if row else 'unknown'})")
+        return NotFound(f"no {kind} with id {value}")
+
+    @_reads
     def last_conversation_id(self) -> str | None:
         """The conversation with the most recent response, by time."""
         row = self.conn.execute(
@@ -403,9 +455,9 @@ class Store:
         if cid is not None:
             if continue_latest:
                 raise BadInput("use either -c/--continue or --cid, not both")
-            cid = check_id(cid, "conversation id")
+            cid = self.resolve_id(cid, "conversations")
             if not self.conversation_exists(cid):
-                raise NotFound(f"no conversation with id {cid}")
+                raise self.missing(cid, "conversations")
             return cid
         if continue_latest:
             latest = self.last_conversation_id()
@@ -440,10 +492,10 @@ class Store:
 
     @_reads
     def get_response(self, rid: str) -> Response:
-        rid = check_id(rid, "response id")
+        rid = self.resolve_id(rid, "responses")
         rows = self.conn.execute(_SELECT_RESPONSE + " WHERE r.id = ?", [rid]).fetchall()
         if not rows:
-            raise NotFound(f"no response with id {rid}")
+            raise self.missing(rid, "responses")
         return self._build(rows)[0]
 
     def list_responses(
@@ -491,9 +543,9 @@ class Store:
             where.append("(r.model = ? OR r.resolved_model = ?)")
             params += [model, model]
         if conversation_id:
-            cid = check_id(conversation_id, "conversation id")
+            cid = self.resolve_id(conversation_id, "conversations")
             if not self.conversation_exists(cid):
-                raise NotFound(f"no conversation with id {cid}")
+                raise self.missing(cid, "conversations")
             where.append("r.conversation_id = ?")
             params.append(cid)
         if since:
@@ -581,9 +633,10 @@ class Store:
         """Responses from rows of ``_SELECT_RESPONSE``, each value read as its field's type."""
         out = []
         for row in rows:
-            d = dict(zip(RESPONSE_COLUMNS, row[:-1], strict=True))
+            d = dict(zip(RESPONSE_COLUMNS, row[:-2], strict=True))
             out.append(Response(
-                id=d["id"], conversation_id=d["conversation_id"], conversation_name=row[-1],
+                id=d["id"], conversation_id=d["conversation_id"], conversation_name=row[-2],
+                conversation_model=row[-1],
                 model=d["model"] or "", resolved_model=d["resolved_model"], prompt=d["prompt"],
                 system=d["system"], prompt_json=_loads(d["prompt_json"]),
                 options=_object(d["options_json"]), response=d["response"],
@@ -674,7 +727,7 @@ class Store:
         for rid in response_ids:
             rid = check_id(rid, "response id")
             if self.conn.execute("SELECT 1 FROM responses WHERE id = ?", [rid]).fetchone() is None:
-                raise NotFound(f"no response with id {rid}")
+                raise self.missing(rid, "responses")
             chosen.append(rid)
         if conversation_id is not None:
             cid = check_id(conversation_id, "conversation id")

@@ -23,9 +23,12 @@ from .store import Store
 from .templates import TemplateVersion, check_name, get_template, list_templates, put_version
 
 __all__ = ["parse_template_yaml", "dump_template_yaml", "import_templates", "export_templates",
-           "edit_template", "ImportResult", "KNOWN_KEYS"]
+           "edit_template", "ImportResult", "KNOWN_KEYS", "RUN_KEYS"]
 
 KNOWN_KEYS = ("model", "system", "prompt", "defaults", "options")
+# llm's keys that localfirst keeps as extras (yaml:<key>) and acts on when the
+# template runs: the fragments are read and sent, the schema asked for.
+RUN_KEYS = ("fragments", "system_fragments", "schema_object")
 SOURCE = "localfirst:yaml_source"
 FILE = "localfirst:yaml_file"
 NS = "yaml:"
@@ -65,6 +68,13 @@ def parse_template_yaml(text: str, *, where: str) -> tuple[dict[str, Any], list[
             if value is not None and not isinstance(value, dict):
                 raise BadInput(f"{where}: {key} must be a mapping")
             fields[key] = _plain(value) if value else None
+        elif key in RUN_KEYS:
+            if key == "schema_object" and value is not None and not isinstance(value, dict):
+                raise BadInput(f"{where}: schema_object must be a mapping")
+            if key != "schema_object" and value is not None and (
+                    not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise BadInput(f"{where}: {key} must be a list of paths or URLs")
+            extras[NS + key] = _plain(value)
         else:
             unknown.append(key)
             extras[NS + key] = _plain(value)

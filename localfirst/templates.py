@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import hlc, ids
@@ -229,6 +229,10 @@ class Filled:
     model: str | None
     options: dict[str, Any]
     extras: dict[str, Any]
+    # From a template imported from llm: fragments to read and send, and a JSON schema.
+    fragments: list[str] = field(default_factory=list)
+    system_fragments: list[str] = field(default_factory=list)
+    schema: dict[str, Any] | None = None
 
 
 def fill_template(version: TemplateVersion, *, input: str | None, params: dict[str, str]) -> Filled:
@@ -257,8 +261,17 @@ def fill_template(version: TemplateVersion, *, input: str | None, params: dict[s
     system = string.Template(version.system).safe_substitute(text) if version.system else None
     if input is not None and "input" not in names:
         prompt = input if not prompt else f"{prompt}\n\n{input}"
+    extras = version.extras or {}
+
+    def texts(key: str) -> list[str]:
+        value = extras.get("yaml:" + key)
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    schema = extras.get("yaml:schema_object")
     return Filled(prompt, system, version.model, dict(version.options or {}),
-                  {"localfirst:template": version.name, "localfirst:template_version": version.id})
+                  {"localfirst:template": version.name, "localfirst:template_version": version.id},
+                  fragments=texts("fragments"), system_fragments=texts("system_fragments"),
+                  schema=schema if isinstance(schema, dict) else None)
 
 
 def apply_template(

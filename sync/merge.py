@@ -22,9 +22,10 @@ from pathlib import Path
 
 from localfirst import migrations
 from localfirst.db import check_schema, connect, translate
-from localfirst.errors import BadInput, DatabaseError, NotADatabase
+from localfirst.errors import BadInput, DatabaseError, NotADatabase, NotFound
 from localfirst.registry import TABLES, SyncedTable, present
 from localfirst.store import Store
+from localfirst.textutil import plural
 
 from .apply import Applier
 from .capture import guard
@@ -47,13 +48,14 @@ class MergeResult:
         return sum(self.added.values()) + self.renamed + self.deleted
 
     def summary(self, source: str) -> str:
-        parts = [f"{n} {table}" for table, n in self.added.items()]
+        parts = [plural(n, table.removesuffix("s").replace("_", " "), table.replace("_", " "))
+                 for table, n in self.added.items()]
         text = (
             f"Merged {source}: added {', '.join(parts)}; "
-            f"{self.renamed} renames, {self.deleted} deletions applied"
+            f"{plural(self.renamed, 'rename')}, {plural(self.deleted, 'deletion')} applied"
         )
         if self.conflicts:
-            text += (f"; {self.conflicts} keys held other content here (each machine keeps the same one; "
+            text += (f"; {plural(self.conflicts, 'key')} held other content here (each machine keeps the same one; "
                      "see `localfirst remote status`)")
         return text
 
@@ -61,7 +63,7 @@ class MergeResult:
 def _check_other(path: Path) -> None:
     """Refuse a missing, foreign, corrupt or newer file before touching ours."""
     if not path.exists():
-        raise BadInput(f"{path} does not exist")
+        raise NotFound(f"{path} does not exist")
     if path.is_dir():
         raise BadInput(f"{path} is a directory, not a database file")
     conn = connect(path, readonly=True)

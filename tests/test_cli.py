@@ -172,11 +172,11 @@ def test_logs_show_path_and_status(run, three_days):
 
 def test_logs_rm_by_id_conversation_and_before(run, three_days):
     a, b, c = three_days
-    assert run("logs", "rm", a, "--yes").out.strip() == "Deleted 1 responses."
+    assert run("logs", "rm", a, "--yes").out.strip() == "Deleted 1 response."
     assert run("logs", "list", "-q", "pears", "--json").out.strip() == "[]"
     cid = json.loads(run("logs", "show", c, "--json").out)["conversation_id"]
     assert run("logs", "rm", "--conversation", cid, "--yes").code == 0
-    assert run("logs", "rm", "--before", "2026-01-03", "--yes").out.strip() == "Deleted 1 responses."
+    assert run("logs", "rm", "--before", "2026-01-03", "--yes").out.strip() == "Deleted 1 response."
     assert json.loads(run("logs", "list", "--json").out) == []
     assert run("logs", "rm", "--before", "2026-01-03", "--yes").out.strip() == "Nothing to delete."
 
@@ -362,9 +362,11 @@ def test_newer_schema_is_refused(run, tmp_path):
     assert dump(newer) == before
 
 
-def test_unknown_command_and_option_are_one_line(run):
-    assert_one_line_error(run("frobnicate"))
-    assert_one_line_error(run("logs", "list", "--bogus"))
+def test_unknown_option_is_one_line(run):
+    # A word that is not a command is a prompt, as in llm; an unknown option is an error.
+    assert_one_line_error(run("--bogus"), "--bogus")
+    assert_one_line_error(run("frobnicate", "--bogus"), "--bogus")
+    assert_one_line_error(run("logs", "list", "--bogus"), "--bogus")
 
 
 def test_continuing_keeps_the_documents_own_model(run):

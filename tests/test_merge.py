@@ -7,7 +7,7 @@ from helpers import assert_one_line_error, dump
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from localfirst.errors import BadInput, DatabaseError, NotADatabase, SchemaTooNew
+from localfirst.errors import BadInput, DatabaseError, NotADatabase, NotFound, SchemaTooNew
 from localfirst.records import Attachment, Part, Response
 from localfirst.store import Store
 from sync.merge import merge_database
@@ -171,7 +171,7 @@ def test_merge_refuses_bad_files_and_changes_nothing(tmp_path):
     conn.close()
     with pytest.raises(NotADatabase):
         merge_database(a, foreign)
-    with pytest.raises(BadInput):
+    with pytest.raises(NotFound):
         merge_database(a, tmp_path / "missing.db")
     with pytest.raises(BadInput):
         merge_database(a, a.path)
@@ -210,7 +210,7 @@ def test_merge_command(run, tmp_path):
     other = tmp_path / "other.db"
     assert run("--db", str(other), "log", "-m", "m", "-p", "elsewhere").code == 0
     result = run("merge", str(other))
-    assert result.code == 0 and "added" in result.out and "1 responses" in result.out
+    assert result.code == 0 and "added" in result.out and "1 response," in result.out
     assert "elsewhere" in run("logs", "list").out
     text = tmp_path / "t.txt"
     text.write_text("hello")

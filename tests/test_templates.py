@@ -138,7 +138,7 @@ def test_add_list_show_history_rm(run):
     assert "prompt: 'Summarize in $n words: $input'" in shown and "temperature: 0.2" in shown
     assert json.loads(run("templates", "show", "sum", "--json").out)["variables"] == ["n", "input"]
     assert len(run("templates", "history", "sum").out.strip().splitlines()) == 2
-    assert run("templates", "rm", "sum").out.startswith("Deleted template sum (1 versions)")
+    assert run("templates", "rm", "sum").out.startswith("Deleted template sum (1 version)")
     assert run("templates", "list").out.strip() == "No templates."
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..db import insert_rows, translate
 from ..errors import Interrupted
 from ..store import PART_COLUMNS, RESPONSE_COLUMNS, Store, conversation_name
+from ..textutil import plural
 from .llm_legacy import legacy_ids, read_legacy
 from .llm_messages import MessageTree, message_tree, read_messages, turn_ids
 from .llm_rows import Attachments, Thread, Turn
@@ -66,9 +67,9 @@ class ImportReport:
     def summary(self) -> str:
         schemas = " and ".join(self.generations) or "no tables we know"
         lines = [
-            f"Read {self.source} ({schemas}): {self.found} responses.",
-            f"Imported {self.imported} responses in {self.conversations} new conversations, "
-            f"{self.attachments} new attachments.",
+            f"Read {self.source} ({schemas}): {plural(self.found, 'response')}.",
+            f"Imported {plural(self.imported, 'response')} in {plural(self.conversations, 'new conversation')}, "
+            f"{plural(self.attachments, 'new attachment')}.",
         ]
         if self.already:
             lines.append(f"Skipped {self.already} already imported.")

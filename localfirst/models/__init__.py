@@ -32,6 +32,10 @@ class PromptRequest:
     # wait for the next byte (None: the model's configured time-out).
     stream: bool = True
     timeout: float | None = None
+    # An API key for this call only (--key): used, never stored or logged.
+    key: str | None = None
+    # A JSON schema the answer must follow (a template's schema_object).
+    schema: dict[str, Any] | None = None
 
 
 class Model(Protocol):
@@ -72,19 +76,46 @@ def builtin_models() -> dict[str, Model]:
 
 
 def get_model(name: str) -> Model:
-    """The model called ``name``: built in, or configured in ``models.toml``."""
+    """The model called ``name``: built in, configured in ``models.toml``, else one of llm's.
+
+    llm's models are looked for only when localfirst has no model of that
+    name and llm is installed beside localfirst; ``llm:NAME`` asks llm directly.
+    """
+    from .via_llm import PREFIX, find_llm_model, llm_installed
+
     models = builtin_models()
-    if name in models:
-        return models[name]
+    if not name.startswith(PREFIX):
+        if name in models:
+            return models[name]
+        from .config import load_config
+
+        configured = load_config().models
+        if name in configured:
+            from .openai import OpenAIChatModel
+
+            return OpenAIChatModel(configured[name])
+    found = find_llm_model(name, logged_name=_logged_name)
+    if found is not None:
+        return found
+    if name.startswith(PREFIX):
+        if not llm_installed():
+            raise NotFound(f"unknown model {name!r}: llm is not installed beside localfirst")
+        raise NotFound(f"llm has no model {name.removeprefix(PREFIX)!r} (see `llm models`)")
     from .config import load_config
 
-    configured = load_config().models
-    if name in configured:
-        from .openai import OpenAIChatModel
+    known = ", ".join(sorted([*models, *load_config().models]))
+    also = "; or any of llm's models (`llm models`)" if llm_installed() else ""
+    raise NotFound(f"unknown model {name!r}; known models: {known} (add one with `localfirst models add`){also}")
 
-        return OpenAIChatModel(configured[name])
-    known = ", ".join(sorted([*models, *configured]))
-    raise NotFound(f"unknown model {name!r}; known models: {known} (add one with `localfirst models add`)")
+
+def _logged_name(model_id: str) -> str:
+    """The name an llm model is logged under: its id, or ``llm:ID`` when localfirst uses that id itself."""
+    from .config import load_config
+    from .via_llm import PREFIX
+
+    if model_id in builtin_models() or model_id in load_config().models:
+        return PREFIX + model_id
+    return model_id
 
 
 def default_model_name() -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..records import Part, Response
 
-__all__ = ["build_messages", "exchange_messages"]
+__all__ = ["build_messages", "exchange_messages", "without_inline_bytes"]
 
 
 def _arguments_text(arguments: Any) -> str:
@@ -61,9 +61,32 @@ def exchange_messages(
     if system and system != current_system:
         out.append({"role": "system", "content": system})
     out.extend(_tool_results(parts))
-    if prompt is not None:
+    sent = [_attachment(p) for p in parts if p.type == "attachment" and p.attachment is not None]
+    files = [a for a in sent if a is not None]
+    if files:
+        text = [{"type": "text", "text": prompt}] if prompt else []
+        out.append({"role": "user", "content": [*files, *text]})
+    elif prompt is not None:
         out.append({"role": "user", "content": prompt})
     return out
+
+
+def _attachment(part: Part) -> dict[str, Any] | None:
+    """An attachment as a content part: images as ``image_url``, anything else as ``file``."""
+    a = part.attachment
+    if a is None or (a.content is None and not a.url):
+        return None
+    mime = a.mime_type or "application/octet-stream"
+    if a.content is None:
+        url = a.url or ""
+    else:
+        import base64
+
+        url = f"data:{mime};base64,{base64.b64encode(a.content).decode()}"
+    if mime.startswith("image/"):
+        return {"type": "image_url", "image_url": {"url": url}}
+    name = (a.path or a.url or "attachment").rstrip("/").rpartition("/")[2] or "attachment"
+    return {"type": "file", "file": {"filename": name, "file_data": url}}
 
 
 def build_messages(
@@ -81,3 +104,17 @@ def build_messages(
     replayed = len(messages)
     messages += exchange_messages(prompt=prompt, system=system, parts=parts, current_system=current)
     return messages, replayed
+
+
+def without_inline_bytes(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with each ``data:`` URL cut to its type: the bytes are stored once, as the attachment."""
+    def cut(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in value]
+        if isinstance(value, str) and value.startswith("data:") and ";base64," in value:
+            return value.partition(",")[0] + ",..."
+        return value
+
+    return [cut(m) for m in messages]

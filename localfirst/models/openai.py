@@ -25,7 +25,7 @@ from ..records import Response
 from . import PromptRequest
 from .chat import ChatReader, error_message
 from .config import ModelConfig, resolve_key
-from .messages import build_messages
+from .messages import build_messages, without_inline_bytes
 
 if TYPE_CHECKING:
     import httpx
@@ -135,6 +135,9 @@ class OpenAIChatModel:
             request.history, prompt=request.prompt, system=request.system, parts=request.parts
         )
         body: dict[str, Any] = {"model": self.config.model, "messages": messages, **request.options}
+        if request.schema is not None and "response_format" not in body:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "output", "schema": request.schema}}
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -150,7 +153,7 @@ class OpenAIChatModel:
 
     def execute(self, request: PromptRequest, *, on_text: Callable[[str], None]) -> Response:
         """Send ``request``; stream text to ``on_text``; return the whole answer."""
-        self._key = resolve_key(self.config)
+        self._key = request.key or resolve_key(self.config)
         # The key, and the credentials of an Authorization header set by hand.
         auth = [v.rpartition(" ")[2] for k, v in self._headers().items() if k.lower() == "authorization"]
         self._redactor = redact = Redactor(self._key, *auth)
@@ -197,7 +200,8 @@ class OpenAIChatModel:
         response.options = dict(request.options) or None
         response.parts = list(request.parts) + response.parts
         # The history is in the earlier responses already; keep only what is new.
-        response.prompt_json = {**body, "messages": body["messages"][replayed:], "history_messages": replayed}
+        response.prompt_json = {**body, "messages": without_inline_bytes(body["messages"][replayed:]),
+                                "history_messages": replayed}
         if interrupted:
             response.extras = {**(response.extras or {}), "localfirst:interrupted": True}
         # Whole strings here: a key spread over many chunks is whole again.
