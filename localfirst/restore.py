@@ -40,6 +40,10 @@ RESPONSE_KEYS = frozenset({
     "id", "conversation_id", "conversation_name", "model", "resolved_model", "prompt", "system", "prompt_json",
     "options", "response", "response_json", "reasoning", "input_tokens", "output_tokens", "token_details",
     "duration_ms", "datetime_utc", "finish_reason", "simulated", "extras", "parts", "conversation",
+    # llm's keys of `logs list --json`, derived from the ones above (parts, extras, options): read past, as
+    # the rows they come from are restored from their sources.
+    "attachments", "conversation_model", "options_json", "prompt_fragments", "schema_json", "system_fragments",
+    "template", "tool_calls", "tool_results", "tools",
 })
 CONVERSATION_KEYS = ("id", "name", "model", "created_utc", "name_hlc")
 TEMPLATE_KEYS = ("id", "name", "created_utc")
@@ -386,7 +390,7 @@ def import_jsonl(store: Store, stream: Iterable[str]) -> ImportResult:
         for number, data in _lines(stream):
             result.lines += 1
             try:
-                if isinstance(data, dict) and "template" in data:
+                if isinstance(data, dict) and "template" in data and "id" not in data:
                     applier.template(*_template(data))
                     continue
                 if not isinstance(data, dict):

@@ -70,11 +70,14 @@ def add_remote(
     config = _check_config(store, name, url, endpoint_url, region, profile)
     try:
         remote = client if client is not None else open_remote(config)
-        fmt = _format(remote)
-    except RemoteError:
-        if encrypt:
+        data = remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
+    except ObjectMissing:
+        data = None
+    except RemoteError as exc:
+        if encrypt or isinstance(exc, CorruptObject):  # too large is damage, not distance
             raise
         return Added(save_remote(store, config), reached=False)  # offline: the first sync reads format.json
+    fmt = None if data is None else _format(remote.url, data)
     recovery = None
     encrypted = fmt is not None and fmt.get("format") == ENCRYPTED_FORMAT
     if not encrypted and not encrypt:
@@ -124,12 +127,8 @@ def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, r
     return RemoteConfig(name, url, endpoint_url, region, profile)
 
 
-def _format(remote: Remote) -> dict[str, Any] | None:
-    """The remote's format.json, checked; None when there is none yet."""
-    try:
-        data = remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
-    except ObjectMissing:
-        return None
+def _format(url: str, data: bytes) -> dict[str, Any]:
+    """A remote's format.json, checked."""
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -137,12 +136,12 @@ def _format(remote: Remote) -> dict[str, Any] | None:
     store = doc.get("store") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or doc.get("type") != "localfirst-remote" or not isinstance(store, str) \
             or not ids.is_id(store):
-        raise CorruptObject(f"{remote.url} holds a {FORMAT_KEY} that is not a localfirst remote's")
+        raise CorruptObject(f"{url} holds a {FORMAT_KEY} that is not a localfirst remote's")
     fmt = doc.get("format")
     if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > ENCRYPTED_FORMAT:
-        raise FormatTooNew(f"{remote.url} uses sync format {str(fmt)[:20]}; upgrade localfirst to sync with it")
+        raise FormatTooNew(f"{url} uses sync format {str(fmt)[:20]}; upgrade localfirst to sync with it")
     if fmt == ENCRYPTED_FORMAT and doc.get("cipher") != CIPHER:
-        raise CorruptObject(f"{remote.url} is encrypted with {str(doc.get('cipher'))[:40]!r}, a cipher this "
+        raise CorruptObject(f"{url} is encrypted with {str(doc.get('cipher'))[:40]!r}, a cipher this "
                             f"localfirst does not know (it knows {CIPHER})")
     return doc
 

@@ -20,7 +20,7 @@ READ_PATH = {
     "__future__", "dataclasses", "runpy", "typer._click.decorators",
     "localfirst", "localfirst.cli", "localfirst.db", "localfirst.errors", "localfirst.hlc", "localfirst.ids",
     "localfirst.migrations", "localfirst.paths", "localfirst.records", "localfirst.render", "localfirst.store",
-    "localfirst.timeutil",
+    "localfirst.textutil", "localfirst.timeutil",
 }
 
 
