@@ -85,7 +85,9 @@ def test_help_has_no_huge_numbers_markup_or_braced_metavars():
 def test_shell_completion_is_offered():
     r = run_subprocess("--help")
     assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
-    shown = run_subprocess("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    # typer detects the shell from the parent process (sh under make); name it instead.
+    shown = run_subprocess("--show-completion", "bash",
+                           env={"SHELL": "/bin/bash", "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert shown.returncode == 0 and "_LOCALFIRST_COMPLETE" in shown.stdout
     done = run_subprocess(env={"_LOCALFIRST_COMPLETE": "complete_bash", "COMP_WORDS": "localfirst lo",
                                "COMP_CWORD": "1"})
