@@ -12,23 +12,18 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from localfirst import ids
-from localfirst.errors import BadInput, CorruptObject, FormatTooNew, NotFound, RemoteError
+from localfirst.errors import BadInput, CorruptObject, NotFound, RemoteError
 from localfirst.store import Store
 from localfirst.timeutil import now_utc
 
 from . import capture
 from .changeset import sha256
-from .crypto import CIPHER
 from .keys import ENCRYPTED_FORMAT, Secret, create_keys, join_keys
 from .remotes import ObjectExists, ObjectMissing, Remote, RemoteConfig, check_url, open_remote
+from .session import FORMAT_KEY, SMALL_OBJECT, read_format
 
 __all__ = ["Added", "add_remote", "remove_remote", "list_remotes", "get_remote"]
-
-FORMAT_KEY = "format.json"
-SMALL_OBJECT = 64 * 1024
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
@@ -77,7 +72,7 @@ def add_remote(
         if encrypt or isinstance(exc, CorruptObject):  # too large is damage, not distance
             raise
         return Added(save_remote(store, config), reached=False)  # offline: the first sync reads format.json
-    fmt = None if data is None else _format(remote.url, data)
+    fmt = None if data is None else read_format(remote.url, data)
     recovery = None
     encrypted = fmt is not None and fmt.get("format") == ENCRYPTED_FORMAT
     if not encrypted and not encrypt:
@@ -125,25 +120,6 @@ def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, r
         except OSError as exc:
             raise BadInput(f"cannot use {folder} as a remote folder: {exc.strerror}") from exc
     return RemoteConfig(name, url, endpoint_url, region, profile)
-
-
-def _format(url: str, data: bytes) -> dict[str, Any]:
-    """A remote's format.json, checked."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        doc = None
-    store = doc.get("store") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or doc.get("type") != "localfirst-remote" or not isinstance(store, str) \
-            or not ids.is_id(store):
-        raise CorruptObject(f"{url} holds a {FORMAT_KEY} that is not a localfirst remote's")
-    fmt = doc.get("format")
-    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > ENCRYPTED_FORMAT:
-        raise FormatTooNew(f"{url} uses sync format {str(fmt)[:20]}; upgrade localfirst to sync with it")
-    if fmt == ENCRYPTED_FORMAT and doc.get("cipher") != CIPHER:
-        raise CorruptObject(f"{url} is encrypted with {str(doc.get('cipher'))[:40]!r}, a cipher this "
-                            f"localfirst does not know (it knows {CIPHER})")
-    return doc
 
 
 def save_remote(store: Store, config: RemoteConfig) -> RemoteConfig:

@@ -195,11 +195,11 @@ def create_keys(remote: Remote, secret: Secret, *, scrypt_n: int | None = None) 
 
 
 def join_keys(remote: Remote, fmt: dict[str, Any], secret: Secret, *, name: str) -> Keyring:
-    """Open an existing encrypted remote's keys with a passphrase or its recovery key; reads only."""
+    """Open an existing encrypted remote's keys with a passphrase or its recovery key; reads only.
+
+    ``fmt`` is its format.json, checked (``session.read_format``).
+    """
     store = fmt["store"]
-    if fmt.get("cipher") != crypto.CIPHER:
-        raise CorruptObject(f"{remote.url} is encrypted with {str(fmt.get('cipher'))[:40]!r}, a cipher this "
-                            f"localfirst does not know (it knows {crypto.CIPHER}); upgrade localfirst")
     check = unb64(fmt.get("check"))
     if check is None:
         raise CorruptObject(f"format.json of {remote.url} has no valid key check")

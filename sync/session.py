@@ -221,19 +221,14 @@ class Session:
                 self.remote.put(FORMAT_KEY, data, sha256=sha256(data), create_only=True)
             except ObjectExists:
                 data = self.remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
-        doc = _json(data, f"{FORMAT_KEY} of {self.config.url}")
-        fmt = doc.get("format")
-        if fmt == ENCRYPTED_FORMAT or "cipher" in doc:
+        doc = read_format(self.config.url, data)
+        if doc["format"] == ENCRYPTED_FORMAT:
             raise WrongKey(
                 f"remote {self.name!r} is encrypted, and this machine added it without its key: nothing was "
                 f"written. To sync with it: `localfirst remote remove {self.name}`, then `localfirst remote add "
                 f"{self.name} {self.config.url}` with its passphrase or recovery key"
             )
-        if isinstance(fmt, int) and fmt > FORMAT:
-            raise FormatTooNew(f"{self.config.url} uses sync format {fmt}; upgrade localfirst to sync with it")
-        store = doc.get("store")
-        if doc.get("type") != "localfirst-remote" or not isinstance(store, str) or not ids.is_id(store):
-            raise CorruptObject(f"{self.config.url} holds a {FORMAT_KEY} that is not a localfirst remote's")
+        store = str(doc["store"])
         with self.store.write() as conn:
             conn.execute("UPDATE sync_remotes SET store_id = ? WHERE name = ?", [store, self.name])
         self._store_id = store
@@ -254,6 +249,25 @@ class Session:
     def tick(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(done, total)
+
+
+def read_format(url: str, data: bytes) -> dict[str, Any]:
+    """A remote's ``format.json``, checked: a localfirst remote's, of a format and cipher this build knows."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        doc = None
+    store = doc.get("store") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("type") != "localfirst-remote" or not isinstance(store, str) \
+            or not ids.is_id(store):
+        raise CorruptObject(f"{url} holds a {FORMAT_KEY} that is not a localfirst remote's")
+    fmt = doc.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt > ENCRYPTED_FORMAT:
+        raise FormatTooNew(f"{url} uses sync format {str(fmt)[:20]}; upgrade localfirst to sync with it")
+    if fmt == ENCRYPTED_FORMAT and doc.get("cipher") != crypto.CIPHER:
+        raise CorruptObject(f"{url} is encrypted with {str(doc.get('cipher'))[:40]!r}, a cipher this "
+                            f"localfirst does not know (it knows {crypto.CIPHER})")
+    return doc
 
 
 def _json(data: bytes, where: str) -> dict[str, Any]:
