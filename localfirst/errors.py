@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "LocalFirstError",
+    "ReadOnly",
     "BadInput",
     "NotFound",
     "DatabaseError",
@@ -126,6 +127,12 @@ class WrongKey(RemoteError):
     """An encrypted remote that this machine's key (or the passphrase given) does not open."""
 
     exit_code = 11
+
+
+class ReadOnly(LocalFirstError):
+    """A write to a team library this machine joined read-only, or is not yet a writer of."""
+
+    exit_code = 12
 
 
 class MissingExtra(ConfigError):

@@ -462,11 +462,13 @@ def m050_outbox(db: Database) -> None:
     from the first change kept (a key sent twice is applied once); a
     changeset built but not yet sent is still sent as it was.
     """
-    from .registry import TABLES, capture_sql
+    from .registry import capture_sql, present
 
     conn = db.conn
     triggers = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sync_capture_%'")]
+    # The synced tables this database has now (a later migration adds more, with their triggers).
+    tables = present(conn)
     for name in triggers:
         conn.execute(f"DROP TRIGGER {name}")
     db.executescript(
@@ -498,5 +500,54 @@ def m050_outbox(db: Database) -> None:
         UPDATE sync_pending SET outbox_max = 0;
         ALTER TABLE sync_pending ADD COLUMN seed_max INTEGER;
         """
-        + "".join(capture_sql(t) for t in [*TABLES, None])
+        + "".join(capture_sql(t) for t in [*tables, None])
+    )
+
+
+@migration("m060_team")
+def m060_team(db: Database) -> None:
+    """Team libraries: templates of a team, movable labels, and what a member knows of a team.
+
+    ``templates.team`` is the store id of the team remote a template belongs
+    to (NULL: a personal template); it travels with the row, so every member
+    files it under the same team. ``tombstones.team`` says the same of a
+    deleted template, so the tombstone goes to that team only.
+    ``template_labels`` points a label (``production``, ``staging``) at a
+    version: last writer wins by HLC. ``sync_remotes.owner`` is the pinned
+    fingerprint of a team's owner key, ``writer`` this machine's public
+    writer key for it (the private key is in its key file), and
+    ``read_only`` whether this machine only reads it. ``sync_teams`` keeps the newest writer list seen (signed,
+    checked), and ``sync_signers`` which key signed each host's changesets.
+    """
+    from .registry import BY_NAME, capture_sql
+
+    db.executescript(
+        """
+        ALTER TABLE templates ADD COLUMN team TEXT;
+        CREATE INDEX templates_team_name ON templates(team, name);
+        ALTER TABLE tombstones ADD COLUMN team TEXT;
+        CREATE TABLE template_labels (
+            template_id TEXT NOT NULL REFERENCES templates(id),
+            label TEXT NOT NULL,
+            version_id TEXT NOT NULL,
+            hlc TEXT NOT NULL,
+            PRIMARY KEY (template_id, label)
+        ) WITHOUT ROWID;
+        ALTER TABLE sync_remotes ADD COLUMN owner TEXT;
+        ALTER TABLE sync_remotes ADD COLUMN writer TEXT;
+        ALTER TABLE sync_remotes ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE sync_teams (
+            remote TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            writers TEXT NOT NULL,
+            etag TEXT
+        );
+        CREATE TABLE sync_signers (
+            remote TEXT NOT NULL,
+            host TEXT NOT NULL,
+            signer TEXT NOT NULL,
+            PRIMARY KEY (remote, host, signer)
+        ) WITHOUT ROWID;
+        """
+        + capture_sql(BY_NAME["template_labels"])
     )

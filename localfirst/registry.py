@@ -164,7 +164,7 @@ TABLES: tuple[SyncedTable, ...] = (
     SyncedTable(
         "templates", ("id",),
         {"id": _c("ulid", required=True), "name": _c("name", required=True),
-         "created_utc": _c("time", required=True)},
+         "created_utc": _c("time", required=True), "team": _c("ulid")},
         tombstones=(("templates", "id"),),
     ),
     SyncedTable(
@@ -174,6 +174,16 @@ TABLES: tuple[SyncedTable, ...] = (
             "hlc": _c("hlc", required=True), "prompt": _c("text"), "system": _c("text"), "model": _c("text"),
             "options_json": _c("object"), "defaults_json": _c("object"), "extras": _c("object"),
             "created_utc": _c("time", required=True),
+        },
+        tombstones=(("templates", "template_id"),),
+    ),
+    # A label (production, staging ...) points at one version of its template;
+    # moving it is an edit like renaming a conversation: last writer wins.
+    SyncedTable(
+        "template_labels", ("template_id", "label"),
+        {
+            "template_id": _c("ulid", required=True), "label": _c("name", required=True),
+            "version_id": _c("ulid", required=True, stamped_by="hlc"), "hlc": _c("hlc", required=True),
         },
         tombstones=(("templates", "template_id"),),
     ),

@@ -23,7 +23,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any, Literal, overload
 
@@ -33,7 +33,7 @@ from .check import Bad, Checked, Schema, check_del, check_rows, defaults
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable
 
 __all__ = [
-    "FORMAT", "Header", "Op", "encode", "decode", "decode_lines", "text_lines", "op_line", "inflate", "sha256",
+    "FORMAT", "Header", "Op", "encode", "signed_text", "read_header", "decode", "decode_lines", "text_lines", "op_line", "inflate", "sha256",
     "FormatTooNew", "Schema", "MAX_TEXT", "MAX_ROWS",
 ]
 
@@ -57,12 +57,30 @@ class Header:
     schema: int
     rows: int
     format: int = FORMAT
+    #: on a team remote: the writer key that signed the changeset, and its signature
+    writer: str | None = None
+    sig: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "type": TYPE, "format": self.format, "store": self.store, "host": self.host,
             "seq": self.seq, "prev": self.prev, "schema": self.schema, "rows": self.rows,
         }
+        if self.writer is not None:
+            doc["writer"] = self.writer
+        if self.sig is not None:
+            doc["sig"] = self.sig
+        return doc
+
+
+def signed_text(header: Header, lines: list[str]) -> bytes:
+    """What a writer signs: the header without its signature, then every operation line.
+
+    The header is written again from its parsed fields, so only what a
+    reader understands is signed; the lines are signed as they were sent.
+    """
+    unsigned = _line(replace(header, sig=None).to_json())
+    return ("\n".join([unsigned, *lines]) + "\n").encode()
 
 
 def sha256(data: bytes) -> str:
@@ -89,18 +107,26 @@ def op_line(op: Op) -> str:
 
 
 @overload
-def encode(header: Header, ops: list[Op]) -> bytes: ...
+def encode(header: Header, ops: list[Op], *, sign: Callable[[Header, list[str]], Header] | None = None) -> bytes: ...
 @overload
-def encode(header: Header, ops: list[Op], *, with_size: Literal[True]) -> tuple[bytes, int]: ...
+def encode(header: Header, ops: list[Op], *, with_size: Literal[True],
+           sign: Callable[[Header, list[str]], Header] | None = None) -> tuple[bytes, int]: ...
 
 
-def encode(header: Header, ops: list[Op], *, with_size: bool = False) -> bytes | tuple[bytes, int]:
+def encode(header: Header, ops: list[Op], *, with_size: bool = False,
+           sign: Callable[[Header, list[str]], Header] | None = None) -> bytes | tuple[bytes, int]:
     """The exact bytes of a changeset: the same input always gives the same bytes.
 
-    ``with_size`` also returns the size of the text once inflated.
+    ``with_size`` also returns the size of the text once inflated. ``sign``
+    returns the header with a writer's signature of the lines (a team
+    remote's changesets); Ed25519 signatures are deterministic, so the bytes
+    still are.
     """
     assert header.rows == len(ops)
-    lines = [_line(header.to_json()), *map(op_line, ops)]
+    body_lines = list(map(op_line, ops))
+    if sign is not None:
+        header = sign(header, body_lines)
+    lines = [_line(header.to_json()), *body_lines]
     text = ("\n".join(lines) + "\n").encode()
     body = gzip.compress(text, compresslevel=6, mtime=0)
     return (body, len(text)) if with_size else body
@@ -183,6 +209,7 @@ def _parse_header(line: str, where: str) -> Header:
         header = Header(
             store=_str(raw["store"]), host=_str(raw["host"]), seq=_int(raw["seq"]), prev=_str(raw["prev"]),
             schema=_int(raw["schema"]), rows=_int(raw["rows"]), format=_int(fmt),
+            writer=_opt_str(raw.get("writer")), sig=_opt_str(raw.get("sig")),
         )
     except (KeyError, TypeError) as exc:
         raise CorruptObject(f"{where} has a damaged header") from exc
@@ -193,6 +220,10 @@ def _str(v: Any) -> str:
     if not isinstance(v, str):
         raise TypeError(v)
     return v
+
+
+def _opt_str(v: Any) -> str | None:
+    return None if v is None else _str(v)
 
 
 def _int(v: Any) -> int:

@@ -95,6 +95,8 @@ def check_key_value(kind: str, value: object) -> bool:
         return type(value) is str and SHA256_RE.fullmatch(value) is not None
     if kind == "ordinal":
         return type(value) is int and 0 <= value < 1_000_000
+    if kind == "name":
+        return type(value) is str and NAME_RE.fullmatch(value) is not None
     raise AssertionError(kind)
 
 

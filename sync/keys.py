@@ -35,6 +35,7 @@ from .remotes import ObjectExists, ObjectMissing, PreconditionFailed, Remote, Re
 __all__ = [
     "Keyring", "Secret", "MASTER_KEY", "ENCRYPTED_FORMAT", "create_keys", "join_keys", "change_passphrase",
     "rotate_key", "load_keyring", "key_file", "key_id", "check_passphrase", "is_sealed_key", "fetch_key",
+    "write_private",
 ]
 
 MASTER_KEY = "keys/master.json"
@@ -105,24 +106,28 @@ class Keyring:
 
     def save(self) -> None:
         """Write the key file, readable by its owner only, atomically."""
-        path = key_file(self.store)
-        doc = {"store": self.store, "master": b64(self.master), "check": b64(self.check),
-               "data": {k: b64(v) for k, v in sorted(self.data.items())}}
+        write_private(key_file(self.store), {
+            "store": self.store, "master": b64(self.master), "check": b64(self.check),
+            "data": {k: b64(v) for k, v in sorted(self.data.items())}})
+
+
+def write_private(path: Path, doc: dict[str, Any]) -> None:
+    """Write a key file atomically, readable by its owner only, in a folder only they can open."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    json.dump(doc, f, sort_keys=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise ConfigError(f"cannot write the key file {path}: {exc.strerror}") from exc
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(doc, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ConfigError(f"cannot write the key file {path}: {exc.strerror}") from exc
 
 
 def key_id(config: RemoteConfig) -> str | None:

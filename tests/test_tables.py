@@ -17,11 +17,12 @@ def _normal(sql: str) -> str:
     return re.sub(r"\s+", " ", sql).strip().rstrip(";")
 
 
-def test_every_synced_table_is_keyed_by_ulid_hash_or_ulid_and_ordinal(fresh_store: Store) -> None:
+def test_every_synced_table_is_keyed_by_ulid_hash_or_ulid_and_ordinal_or_name(fresh_store: Store) -> None:
     conn = fresh_store.conn
     for table in present(conn):
         kinds = sorted(table.columns[k].kind for k in table.key)
-        assert kinds in (["ulid"], ["sha256"], ["ordinal", "ulid"]), table.name
+        # (ULID, name): a label of one template, unique because the template's id is
+        assert kinds in (["ulid"], ["sha256"], ["ordinal", "ulid"], ["name", "ulid"]), table.name
         info = {r[1]: r for r in conn.execute(f"PRAGMA table_info({table.name})")}
         unique = [
             [r[2] for r in conn.execute(f"PRAGMA index_info('{idx[1]}')")]
@@ -84,3 +85,5 @@ def test_key_checks_refuse_anything_that_is_not_a_key() -> None:
     assert check_key_value("sha256", "a" * 64) and not check_key_value("sha256", "A" * 64)
     assert check_key_value("ordinal", 0) and not check_key_value("ordinal", True)
     assert not check_key_value("ordinal", -1) and not check_key_value("ordinal", "1")
+    assert check_key_value("name", "production") and not check_key_value("name", "../etc")
+    assert not check_key_value("name", "a'b") and not check_key_value("name", 1)
