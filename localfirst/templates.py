@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")
+_TEAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # a remote's name
 _COLUMNS = ("v.id", "v.template_id", "t.name", "v.hlc", "v.prompt", "v.system", "v.model",
             "v.options_json", "v.defaults_json", "v.extras", "v.created_utc", "t.team", "r.name AS team_name")
 _FROM = (
@@ -139,8 +140,9 @@ def parse_ref(text: str) -> Ref:
     name = base
     if "/" in base:
         team, _, name = base.partition("/")
-        if not team or "/" in name:
-            raise BadInput(f"{text!r} is not a template name: use NAME or TEAM/NAME")
+        if not _TEAM_RE.match(team) or "/" in name:
+            raise BadInput(f"{text!r} is not a template name: use NAME or TEAM/NAME, where NAME may use letters, "
+                           "digits and . _ - (and works as a file name) and TEAM is a team joined here")
     check_name(name)
     return Ref(team, name, at or None)
 

@@ -22,7 +22,10 @@ from contextlib import contextmanager
 
 from .tables import SyncedTable, present
 
-__all__ = ["guard", "seed", "pending_count", "pending_keys", "outbox_batch", "OutboxBatch", "advance", "reclaim"]
+__all__ = [
+    "guard", "seed", "pending_count", "pending_keys", "outbox_batch", "OutboxBatch", "advance", "reclaim",
+    "passed_over",
+]
 
 # Pages on the free list above which a push hands the space back to the file system.
 RECLAIM_PAGES = 64
@@ -56,7 +59,14 @@ def _pushed(conn: sqlite3.Connection, remote: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def seed(conn: sqlite3.Connection, remote: str) -> int:
+def _only(tables: frozenset[str] | None) -> str:
+    """SQL that keeps the outbox rows of ``tables`` (None: every table)."""
+    if tables is None:
+        return ""
+    return " AND tbl IN (" + ", ".join(f"'{t}'" for t in sorted(tables)) + ")"
+
+
+def seed(conn: sqlite3.Connection, remote: str, *, tables: frozenset[str] | None = None) -> int:
     """Queue every row of the store for a newly added remote: its first pushes
     carry the whole history, then the changes made since. Inside the caller's
     write transaction; returns the number of keys queued.
@@ -74,6 +84,8 @@ def seed(conn: sqlite3.Connection, remote: str) -> int:
     )
     total = 0
     for table in present(conn):
+        if tables is not None and table.name not in tables:
+            continue
         total += conn.execute(
             f"INSERT INTO sync_seed (remote, tbl, key) SELECT ?, '{table.name}', {_key_sql(table)} FROM {table.name}",
             [remote],
@@ -85,10 +97,11 @@ def seed(conn: sqlite3.Connection, remote: str) -> int:
     return total
 
 
-def pending_count(conn: sqlite3.Connection, remote: str) -> int:
-    """Keys not yet pushed to ``remote`` (the rest of its seed, then the changes since)."""
+def pending_count(conn: sqlite3.Connection, remote: str, *, tables: frozenset[str] | None = None) -> int:
+    """Keys not yet pushed to ``remote`` (the rest of its seed, then the changes since), of ``tables``."""
     seeded = conn.execute("SELECT count(*) FROM sync_seed WHERE remote = ?", [remote]).fetchone()[0]
-    changed = conn.execute("SELECT count(*) FROM sync_changes WHERE id > ?", [_pushed(conn, remote)]).fetchone()[0]
+    changed = conn.execute("SELECT count(*) FROM sync_changes WHERE id > ?" + _only(tables),
+                           [_pushed(conn, remote)]).fetchone()[0]
     return int(seeded) + int(changed)
 
 
@@ -134,21 +147,45 @@ class OutboxBatch:
         return out
 
 
-def outbox_batch(conn: sqlite3.Connection, remote: str, *, limit: int) -> OutboxBatch:
-    """The next keys to push to ``remote``: its seed while there is one, then the oldest changes."""
+def outbox_batch(conn: sqlite3.Connection, remote: str, *, limit: int,
+                 tables: frozenset[str] | None = None) -> OutboxBatch:
+    """The next keys to push to ``remote``: its seed while there is one, then the oldest changes.
+
+    With ``tables``, changes to other tables are passed over (a team library
+    carries only its own): the batch's ``max_id`` moves past them as well.
+    """
     pushed = _pushed(conn, remote)
     rows = conn.execute(
         "SELECT id, tbl, key FROM sync_seed WHERE remote = ? ORDER BY id LIMIT ?", [remote, limit]).fetchall()
     seeding = bool(rows)
     if not seeding:
         rows = conn.execute(
-            "SELECT id, tbl, key FROM sync_changes WHERE id > ? ORDER BY id LIMIT ?", [pushed, limit]).fetchall()
+            "SELECT id, tbl, key FROM sync_changes WHERE id > ?" + _only(tables) + " ORDER BY id LIMIT ?",
+            [pushed, limit]).fetchall()
     keys: dict[str, list[str]] = {}
     for _, tbl, key in rows:
         keys.setdefault(tbl, []).append(key)
     if seeding:
         return OutboxBatch(keys, max_id=pushed, seed_max=rows[-1][0])
+    if tables is not None and len(rows) < limit:
+        # Nothing of ours is left past these: the rest of the changes are not this remote's.
+        last = conn.execute("SELECT coalesce(max(id), 0) FROM sync_changes").fetchone()[0]
+        return OutboxBatch(keys, max_id=max(int(last), pushed))
     return OutboxBatch(keys, max_id=rows[-1][0] if rows else pushed)
+
+
+def passed_over(conn: sqlite3.Connection, remote: str, tables: frozenset[str]) -> int | None:
+    """When no change after ``remote``'s place is of ``tables``: the id to move its place to; else None.
+
+    A team library carries only its own tables: without moving past the
+    changes it never sends, they would be kept for it for ever.
+    """
+    pushed = _pushed(conn, remote)
+    last = int(conn.execute("SELECT coalesce(max(id), 0) FROM sync_changes").fetchone()[0])
+    if last <= pushed or conn.execute("SELECT 1 FROM sync_changes WHERE id > ?" + _only(tables) + " LIMIT 1",
+                                      [pushed]).fetchone():
+        return None
+    return last
 
 
 def advance(conn: sqlite3.Connection, remote: str, pushed: int, seed_max: int | None) -> None:

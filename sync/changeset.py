@@ -33,7 +33,8 @@ from .check import Bad, Checked, Schema, check_del, check_rows, defaults
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable
 
 __all__ = [
-    "FORMAT", "Header", "Op", "encode", "signed_text", "read_header", "decode", "decode_lines", "text_lines", "op_line", "inflate", "sha256",
+    "FORMAT", "Header", "Op", "encode", "signed_text", "read_header", "decode", "decode_lines", "text_lines",
+    "op_line", "inflate", "sha256",
     "FormatTooNew", "Schema", "MAX_TEXT", "MAX_ROWS",
 ]
 

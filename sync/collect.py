@@ -16,6 +16,7 @@ from .capture import OutboxBatch
 from .changeset import Op
 from .check import Bad, Schema, check_del, check_rows
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable, columns, present
+from .team import TEAM_TABLES
 
 __all__ = ["collect", "Held"]
 
@@ -61,12 +62,15 @@ def _sendable(schema: Schema, table: SyncedTable, rows: dict[tuple[Any, ...], di
             held.append((table.name, key[0] if len(key) == 1 else json.dumps(list(key)), str(exc)))
 
 
-def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema) -> tuple[list[Op], list[Held]]:
+def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema, *,
+            team: str | None = None) -> tuple[list[Op], list[Held]]:
     """Operations for the queued keys, in a deterministic order, and the rows held back.
 
     Deletions first, then rows table by table in registry order, each sorted
     by key. A queued key whose row is gone (deleted before the push) sends
-    only its tombstone; a row takes along the rows it ``carries``.
+    only its tombstone; a row takes along the rows it ``carries``. Only what
+    belongs to the remote's scope is sent: to a team library (``team``, its
+    store id) that team's templates; to a personal remote no team's.
     """
     ops: list[Op] = []
     held: list[Held] = []
@@ -75,7 +79,7 @@ def collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema) -> tup
     factory = conn.text_factory
     conn.text_factory = _lenient
     try:
-        _collect(conn, batch, schema, ops, held)
+        _collect(conn, batch, schema, ops, held, team)
     finally:
         conn.text_factory = factory
     return ops, held
@@ -88,12 +92,36 @@ def _lenient(value: bytes) -> str | bytes:
         return value
 
 
-def _collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema, ops: list[Op], held: list[Held]) -> None:
-    for tbl, key in sorted(set(batch.tombstones())):
-        if tbl not in TOMBSTONE_TABLES:
+def _in_scope(conn: sqlite3.Connection, found: dict[str, dict[tuple[Any, ...], dict[str, Any]]],
+              team: str | None) -> None:
+    """Remove from ``found`` every row the remote of ``team`` (None: a personal one) does not carry."""
+    if team is not None:
+        for name, rows in found.items():
+            if name not in TEAM_TABLES:
+                rows.clear()
+    templates = found.get("templates", {})
+    for key, row in list(templates.items()):
+        if row.get("team") != team:
+            del templates[key]
+    for name in ("template_versions", "template_labels"):
+        rows = found.get(name, {})
+        if not rows:
             continue
-        row = conn.execute("SELECT hlc FROM tombstones WHERE tbl = ? AND key = ?", [tbl, key]).fetchone()
-        if row is not None:
+        ids = sorted({r["template_id"] for r in rows.values()})
+        teams = dict(conn.execute("SELECT id, team FROM templates WHERE id IN (SELECT value FROM json_each(?))",
+                                  [json.dumps(ids)]).fetchall())
+        for key, row in list(rows.items()):
+            if teams.get(row["template_id"]) != team:
+                del rows[key]
+
+
+def _collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema, ops: list[Op], held: list[Held],
+             team: str | None) -> None:
+    for tbl, key in sorted(set(batch.tombstones())):
+        if tbl not in TOMBSTONE_TABLES or (team is not None and tbl != "templates"):
+            continue
+        row = conn.execute("SELECT hlc, team FROM tombstones WHERE tbl = ? AND key = ?", [tbl, key]).fetchone()
+        if row is not None and row[1] == team:
             try:
                 check_del(tbl, key, row[0], now_ms=schema.now_ms)
             except Bad as exc:
@@ -110,6 +138,7 @@ def _collect(conn: sqlite3.Connection, batch: OutboxBatch, schema: Schema, ops: 
             missing = [k for k in refs if k not in found[target]]
             for r in _select(conn, BY_NAME[target], missing):
                 found[target][_key(BY_NAME[target], r)] = r
+    _in_scope(conn, found, team)
     for table in tables:
         by_key = found[table.name]
         _sendable(schema, table, by_key, held)

@@ -34,6 +34,7 @@ from .changeset import sha256
 from .remotes import ObjectExists, ObjectMissing, PreconditionFailed
 from .session import Session, log_key
 from .snapshot import Manifest, manifest_key, read_manifest, snapshot_ids, write_snapshot
+from .team import writable
 
 __all__ = [
     "compact_session", "maybe_compact", "Compacted", "parse_duration", "LEASE_KEY", "LEASE_TTL", "DEFAULT_MARGIN",
@@ -181,6 +182,9 @@ def compact_session(s: Session, *, margin: float = DEFAULT_MARGIN, purge: bool =
     """
     if purge:
         margin = 0.0
+    if s.team_id is not None:
+        writable(s.config.read_only, s.name, "compact it")
+        s.team_keys()  # the snapshot is signed: no key, no lease taken
     start = s.remote.requests
     s.store_id()
     lease = _acquire(s)
@@ -272,7 +276,7 @@ def maybe_compact(s: Session) -> Compacted | None:
     to learn whether another machine already wrote a newer snapshot.
     """
     limit = _threshold()
-    if not limit:
+    if not limit or s.config.read_only:
         return None
     row = s.conn.execute("SELECT value FROM meta WHERE key = ?", [f"snapshot_cut:{s.name}"]).fetchone()
     cut = int(row[0]) if row else 0

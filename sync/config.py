@@ -22,8 +22,9 @@ from .changeset import sha256
 from .keys import ENCRYPTED_FORMAT, Secret, create_keys, join_keys
 from .remotes import ObjectExists, ObjectMissing, Remote, RemoteConfig, check_url, open_remote
 from .session import FORMAT_KEY, SMALL_OBJECT, read_format
+from .team import scope_tables
 
-__all__ = ["Added", "add_remote", "remove_remote", "list_remotes", "get_remote"]
+__all__ = ["Added", "add_remote", "remove_remote", "list_remotes", "get_remote", "check_config", "save_remote"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
@@ -62,7 +63,7 @@ def add_remote(
     the remote implementation (tests); ``scrypt_n`` the passphrase stretching
     cost of a new remote (tests; the default is in ``sync.crypto``).
     """
-    config = _check_config(store, name, url, endpoint_url, region, profile)
+    config = check_config(store, name, url, endpoint_url, region, profile)
     try:
         remote = client if client is not None else open_remote(config)
         data = remote.get(FORMAT_KEY, max_bytes=SMALL_OBJECT)
@@ -73,6 +74,9 @@ def add_remote(
             raise
         return Added(save_remote(store, config), reached=False)  # offline: the first sync reads format.json
     fmt = None if data is None else read_format(remote.url, data)
+    if fmt is not None and fmt.get("scope") == "templates":
+        raise BadInput(f"{config.url} is a team library: join it with `localfirst team join {name} {config.url} "
+                       "--trust FINGERPRINT`")
     recovery = None
     encrypted = fmt is not None and fmt.get("format") == ENCRYPTED_FORMAT
     if not encrypted and not encrypt:
@@ -98,8 +102,9 @@ def add_remote(
     return Added(save_remote(store, config), recovery_key=recovery)
 
 
-def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, region: str | None,
-                  profile: str | None) -> RemoteConfig:
+def check_config(store: Store, name: str, url: str, endpoint_url: str | None, region: str | None,
+                 profile: str | None, *, create_folder: bool = True) -> RemoteConfig:
+    """A new remote's configuration, checked; a folder remote's folder is made (unless ``create_folder`` is false)."""
     if not _NAME.fullmatch(name):
         raise BadInput(f"{name!r} is not a valid remote name (letters, digits, '-', '_', '.')")
     url = check_url(url)
@@ -111,7 +116,7 @@ def _check_config(store: Store, name: str, url: str, endpoint_url: str | None, r
         raise BadInput(f"{region!r} is not a region name (like eu-west-1, auto or us-east-1)")
     if store.conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [name]).fetchone():
         raise BadInput(f"a remote named {name!r} already exists; remove it first")
-    if url.startswith("file://"):
+    if url.startswith("file://") and create_folder:
         folder = Path(url.removeprefix("file://"))
         if not folder.parent.is_dir():
             raise BadInput(f"cannot use {folder}: its parent folder does not exist")
@@ -128,12 +133,12 @@ def save_remote(store: Store, config: RemoteConfig) -> RemoteConfig:
         if conn.execute("SELECT 1 FROM sync_remotes WHERE name = ?", [config.name]).fetchone():
             raise BadInput(f"a remote named {config.name!r} already exists; remove it first")
         conn.execute(
-            "INSERT INTO sync_remotes (name, url, endpoint_url, region, profile, added_utc, cipher, scope, store_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sync_remotes (name, url, endpoint_url, region, profile, added_utc, cipher, scope, store_id, "
+            "owner, writer, read_only) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [config.name, config.url, config.endpoint_url, config.region, config.profile, now_utc(),
-             config.cipher, config.scope, config.store_id],
+             config.cipher, config.scope, config.store_id, config.owner, config.writer, int(config.read_only)],
         )
-        capture.seed(conn, config.name)
+        capture.seed(conn, config.name, tables=scope_tables(config.store_id if config.team else None))
     return config
 
 
@@ -141,16 +146,18 @@ def remove_remote(store: Store, name: str) -> None:
     """Forget a remote and everything we recorded about it (the remote itself is untouched)."""
     get_remote(store, name)
     with store.write() as conn:
-        for table in ("sync_outbox", "sync_chain", "sync_pending"):
+        for table in ("sync_outbox", "sync_chain", "sync_pending", "sync_teams", "sync_signers"):
             conn.execute(f"DELETE FROM {table} WHERE remote = ?", [name])
         conn.execute("DELETE FROM sync_remotes WHERE name = ?", [name])
 
 
 def list_remotes(store: Store) -> list[RemoteConfig]:
     rows = store.conn.execute(
-        "SELECT name, url, endpoint_url, region, profile, cipher, scope, store_id FROM sync_remotes ORDER BY name"
+        "SELECT name, url, endpoint_url, region, profile, cipher, scope, store_id, owner, writer, read_only "
+        "FROM sync_remotes ORDER BY name"
     ).fetchall()
-    return [RemoteConfig(*r) for r in rows]
+    return [RemoteConfig(name, url, endpoint, region, profile, cipher, scope, store_id, owner, writer, bool(read_only))
+            for name, url, endpoint, region, profile, cipher, scope, store_id, owner, writer, read_only in rows]
 
 
 def get_remote(store: Store, name: str | None = None) -> RemoteConfig:

@@ -20,15 +20,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localfirst.errors import CorruptObject, FormatTooNew, RemoteError
+from localfirst.errors import CorruptObject, FormatTooNew, RemoteError, WrongKey
 
-from . import capture
+from . import capture, membership
 from .apply import Conflict, apply_checked
-from .changeset import MAX_TEXT, decode, peek_header, sha256
+from .changeset import MAX_TEXT, decode_lines, peek_header, read_header, sha256
 from .check import Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
-from .snapshot import apply_snapshot, in_order, manifest_key, newest
+from .snapshot import apply_snapshot, check_manifest_signature, in_order, manifest_key, newest
+from .team import Writers, after_apply, check_scope, check_signature
 
 __all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
 
@@ -48,15 +49,25 @@ class Pulled:
     errors: list[RemoteError] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     snapshot: str | None = None  # the snapshot this pull started from
+    writers: Writers | None = None  # a team library's writer list, as checked at the start of this pull
 
 
 def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Chain, result: Pulled) -> None:
-    """Apply one changeset and record it, in one transaction."""
+    """Check one changeset (on a team library: its signature too) then apply and record it, in one transaction."""
     key = log_key(host, q)
-    _, batch = decode(body, schema, where=key)
+    header, lines = read_header(body, key)
+    signer = None
+    if s.team_id is not None:
+        signer = check_signature(header, lines, result.writers, where=key, team=s.name)
+    batch = decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
     with s.store.write() as conn:
+        check_scope(conn, batch, s.team_id, where=key)
         with capture.guard(conn, "pull"):
             applier = apply_checked(conn, batch, source=key)
+        after_apply(conn, batch, s.team_id)
+        if signer is not None:
+            conn.execute("INSERT OR IGNORE INTO sync_signers (remote, host, signer) VALUES (?, ?, ?)",
+                         [s.name, host, signer])
         s.save_chain(host, chain)
     result.rows += len(batch)
     result.changesets += 1
@@ -127,6 +138,8 @@ def _bootstrap(s: Session, schema: Schema, result: Pulled, heads: dict[str, tupl
     manifest = newest(s)
     if manifest is None:
         return False
+    if s.team_id is not None:
+        check_manifest_signature(manifest, result.writers, team=s.name)
     for host, (seq, _) in manifest.covers.items():
         head = heads[host][0] if host in heads else s.chain(host).head_seq
         if host != s.host and (head_key(host) not in result.listing or seq > head):
@@ -150,6 +163,16 @@ def pull_session(s: Session) -> Pulled:
     """Apply what is new from every host; what could not be applied is in ``errors``."""
     listing = s.remote.list("heads/")
     check_own_head(s, listing, s.chain(s.host))
+    writers: Writers | None = None
+    errors: list[RemoteError] = []
+    if s.team_id is not None:
+        # Read again only when the LIST shows it changed; a bad one is reported, and the list
+        # kept here (if any) still vouches for the writers it names.
+        try:
+            writers = membership.writers(s, listing)
+        except (CorruptObject, WrongKey) as exc:
+            errors.append(exc)
+            writers = membership.cached_writers(s.conn, s.config)[0]
     changed: list[tuple[str, str]] = []
     for key, etag in sorted(listing.items()):
         host = host_of_head(key)
@@ -158,7 +181,7 @@ def pull_session(s: Session) -> Pulled:
         if s.chain(host).head_etag != etag:
             changed.append((host, etag))
     if not changed:
-        return Pulled(listing)
+        return Pulled(listing, errors=errors, writers=writers)
     _remove_debris()
     s.store_id()
     schema = Schema(s.conn, s.schema_version)
@@ -170,7 +193,7 @@ def pull_session(s: Session) -> Pulled:
     # Big pulls insert into several indexes: a larger page cache (64 MB,
     # this connection only) keeps them in memory.
     s.conn.execute("PRAGMA cache_size = -65536")
-    result = Pulled(listing)
+    result = Pulled(listing, errors=errors, writers=writers)
     heads: dict[str, tuple[int, str]] = {}
     for host, _ in changed:
         try:

@@ -120,6 +120,15 @@ class RemoteConfig:
     scope: str = "all"
     #: the remote's store id, once known (from its format.json)
     store_id: str | None = None
+    #: a team library: the owner key's fingerprint this machine trusts, this machine's
+    #: public writer key, and whether it only reads
+    owner: str | None = None
+    writer: str | None = None
+    read_only: bool = False
+
+    @property
+    def team(self) -> bool:
+        return self.scope == "templates"
 
     @property
     def encrypted(self) -> bool:
@@ -129,6 +138,7 @@ class RemoteConfig:
         return {
             "name": self.name, "url": self.url, "endpoint_url": self.endpoint_url,
             "region": self.region, "profile": self.profile, "encrypted": self.encrypted, "scope": self.scope,
+            "owner": self.owner, "read_only": self.read_only,
         }
 
 

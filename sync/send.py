@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 
 from localfirst import hlc
-from localfirst.errors import ClockSkew, RemoteError
+from localfirst.errors import ClockSkew, ReadOnly, RemoteError
 
-from . import capture
+from . import capture, membership, team
 from .changeset import MAX_TEXT, Header, encode, sha256
 from .check import Schema
 from .collect import Held, collect
@@ -58,6 +58,7 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
     changeset per seq and send the same bytes.
     """
     store_id = s.store_id()
+    sign = team.signer(s.team_keys()) if s.team_id is not None else None
     limit = MAX_KEYS
     while True:
         with s.store.write() as conn:
@@ -69,10 +70,12 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
                 return Pending(*row)
             # Built under a host id this store no longer uses: its rows are still queued.
             conn.execute("DELETE FROM sync_pending WHERE remote = ?", [s.name])
-            batch = capture.outbox_batch(conn, s.name, limit=limit)
+            batch = capture.outbox_batch(conn, s.name, limit=limit, tables=s.tables)
             if not batch:
+                if s.tables is not None:
+                    capture.advance(conn, s.name, batch.max_id, None)  # past what a team does not carry
                 return None
-            ops, skipped = collect(conn, batch, schema)
+            ops, skipped = collect(conn, batch, schema, team=s.team_id)
             if not ops:
                 held += skipped
                 # Every queued row is gone without a tombstone: nothing to say.
@@ -83,7 +86,7 @@ def _next(s: Session, schema: Schema, held: list[Held]) -> Pending | None:
                 store=store_id, host=s.host, seq=chain.seq + 1, prev=chain.sha256,
                 schema=s.schema_version, rows=len(ops),
             )
-            body, size = encode(header, ops, with_size=True)
+            body, size = encode(header, ops, with_size=True, sign=sign)
             if max(len(body), size) > MAX_BYTES:
                 if limit > 1:
                     # Large attachments: fewer rows in this changeset.
@@ -201,23 +204,42 @@ def check_clock(s: Session) -> None:
             )
 
 
+def _check_writer(s: Session, listing: dict[str, str]) -> None:
+    """Push to a team only while this machine's writer key is on its writer list: others would refuse it."""
+    writers = membership.writers(s, listing)
+    key = s.team_keys().writer_key
+    if key not in writers.writers:
+        raise ReadOnly(
+            f"this machine's writer key is not on team {s.name!r}'s writer list, so the other members would refuse "
+            f"what it pushes; nothing was pushed (it stays queued). Give the owner the key `localfirst team whoami "
+            f"{s.name}` prints, to add with `localfirst team writers {s.name} add KEY`")
+
+
 def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int, int, list[Held]]:
     """Push everything queued; returns (changesets, rows) sent and the rows held back.
 
     ``listing`` is the LIST of ``heads/`` a pull just made, so a sync does
     not list twice.
     """
+    if s.config.read_only:
+        return 0, 0, []  # a team's reader: not one write request, whatever is queued here
     chain = s.chain(s.host)
     pending = s.conn.execute("SELECT 1 FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
-    if pending is None and capture.pending_count(s.conn, s.name) == 0 and chain.head_seq >= chain.seq:
+    if pending is None and capture.pending_count(s.conn, s.name, tables=s.tables) == 0 \
+            and chain.head_seq >= chain.seq:
+        if s.tables is not None and (past := capture.passed_over(s.conn, s.name, s.tables)) is not None:
+            with s.store.write() as conn:
+                capture.advance(conn, s.name, past, None)
         return 0, 0, []
     s.store_id()
     if listing is None:
         listing = s.remote.list("heads/")
     check_own_head(s, listing, chain)
+    if s.team_id is not None:
+        _check_writer(s, listing)
     check_clock(s)
     sent = rows = 0
-    total = capture.pending_count(s.conn, s.name)
+    total = capture.pending_count(s.conn, s.name, tables=s.tables)
     schema = Schema(s.conn, s.schema_version)
     schema.now_ms = hlc.MAX_WALL_MS  # the receivers judge the clock; the clock check is before the first write
     held: list[Held] = []

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from localfirst import ids, migrations
-from localfirst.errors import CorruptObject, ForkDetected, FormatTooNew, RemoteError, WrongKey
+from localfirst.errors import BadInput, CorruptObject, ForkDetected, FormatTooNew, RemoteError, WrongKey
 from localfirst.store import Store
 
 from . import crypto
 from .changeset import FORMAT, sha256
 from .keys import ENCRYPTED_FORMAT, Keyring, fetch_key, is_sealed_key, load_keyring
 from .remotes import ObjectExists, ObjectInfo, ObjectMissing, Remote, RemoteConfig
+from .team import TeamKeys, scope_tables
 
 __all__ = ["Session", "Chain", "head_key", "log_key", "host_of_head", "fork_error"]
 
@@ -164,6 +165,18 @@ class Session:
         self.schema_version = len(migrations.names())
         self.progress = progress
         self._store_id: str | None = None
+        #: a team library: its store id (what its templates are filed under), and the tables it carries
+        self.team_id = config.store_id if config.team else None
+        self.tables = scope_tables(self.team_id)
+        self._team_keys: TeamKeys | None = None
+
+    def team_keys(self) -> TeamKeys:
+        """This machine's keys for the team (loaded once)."""
+        if self._team_keys is None:
+            from .membership import load_team_keys
+
+            self._team_keys = load_team_keys(self.config)
+        return self._team_keys
 
     def chain(self, host: str) -> Chain:
         row = self.conn.execute(
@@ -228,6 +241,10 @@ class Session:
                 f"written. To sync with it: `localfirst remote remove {self.name}`, then `localfirst remote add "
                 f"{self.name} {self.config.url}` with its passphrase or recovery key"
             )
+        if doc.get("scope") == "templates" and not self.config.team:
+            raise BadInput(f"remote {self.name!r} is a team library, not a personal remote: nothing was written. "
+                           f"Remove it (`localfirst remote remove {self.name}`) and join it with `localfirst team "
+                           "join NAME URL --trust FINGERPRINT`")
         store = str(doc["store"])
         with self.store.write() as conn:
             conn.execute("UPDATE sync_remotes SET store_id = ? WHERE name = ?", [store, self.name])

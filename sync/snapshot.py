@@ -21,7 +21,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
 
@@ -36,10 +36,11 @@ from .changeset import FORMAT, MAX_ROWS, MAX_TEXT, decode_lines, op_line, sha256
 from .check import Schema
 from .remotes import ObjectExists
 from .session import Chain, Session
+from .team import SNAPSHOT_DOMAIN, Writers, after_apply, check_scope, sign_bytes, verify_bytes
 
 __all__ = [
     "Manifest", "manifest_key", "part_key", "snapshot_ids", "newest", "write_snapshot", "apply_snapshot",
-    "in_order", "FETCH_WINDOW",
+    "in_order", "FETCH_WINDOW", "check_manifest_signature",
 ]
 
 MANIFEST_TYPE = "localfirst-snapshot"
@@ -70,14 +71,21 @@ class Manifest:
     schema: int
     covers: dict[str, tuple[int, str]]
     parts: tuple[tuple[str, str, int], ...]  # (key, sha256, rows)
+    #: on a team library: the writer key that signed the manifest (and so its parts), and the signature
+    writer: str | None = None
+    sig: str | None = None
 
     def to_bytes(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "type": MANIFEST_TYPE, "format": FORMAT, "id": self.id, "store": self.store,
             "created_utc": self.created_utc, "schema": self.schema,
             "covers": {h: {"seq": q, "sha256": sha} for h, (q, sha) in sorted(self.covers.items())},
             "parts": [{"key": k, "sha256": sha, "rows": n} for k, sha, n in self.parts],
         }
+        if self.writer is not None:
+            doc["writer"] = self.writer
+        if self.sig is not None:
+            doc["sig"] = self.sig
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -111,13 +119,30 @@ class Manifest:
                         or type(rows) is not int or not 0 <= rows <= MAX_ROWS:
                     raise ValueError(key)
                 parts.append((key, sha, rows))
-            manifest = cls(doc["id"], doc["store"], doc["created_utc"], doc["schema"], covers, tuple(parts))
+            writer, sig = doc.get("writer"), doc.get("sig")
+            if not (writer is None or isinstance(writer, str)) or not (sig is None or isinstance(sig, str)):
+                raise ValueError("writer")
+            manifest = cls(doc["id"], doc["store"], doc["created_utc"], doc["schema"], covers, tuple(parts),
+                           writer, sig)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptObject(f"{where} is damaged: a field is missing or malformed") from exc
         if manifest.id != sid or manifest.store != store or type(manifest.schema) is not int \
                 or not isinstance(manifest.created_utc, str):
             raise CorruptObject(f"{where} does not belong there (it names snapshot {manifest.id!r})")
         return manifest
+
+
+def check_manifest_signature(manifest: Manifest, writers: Writers | None, *, team: str) -> None:
+    """Refuse a team library's snapshot that a writer on its list did not sign (its parts are named by hash)."""
+    where = manifest_key(manifest.id)
+    if manifest.writer is None or manifest.sig is None:
+        raise CorruptObject(f"{where} is not signed; team {team!r} takes only what its writers signed: "
+                            "it was refused")
+    if writers is None or manifest.writer not in writers.writers:
+        raise CorruptObject(f"{where} is signed by {manifest.writer}, which is not on team {team!r}'s writer "
+                            "list: it was refused")
+    if not verify_bytes(manifest.writer, manifest.sig, SNAPSHOT_DOMAIN, replace(manifest, sig=None).to_bytes()):
+        raise CorruptObject(f"{where} does not match its signature (altered after it was signed): it was refused")
 
 
 def snapshot_ids(s: Session) -> list[str]:
@@ -210,6 +235,10 @@ def write_snapshot(s: Session, source: sqlite3.Connection, covers: dict[str, tup
         s.remote.put(key, body, sha256=digest, create_only=True)
         parts.append((key, digest, len(lines)))
     manifest = Manifest(sid, store, now_utc(), s.schema_version, dict(covers), tuple(parts))
+    if s.team_id is not None:
+        keys = s.team_keys()
+        manifest = replace(manifest, writer=keys.writer_key)
+        manifest = replace(manifest, sig=sign_bytes(keys.writer, SNAPSHOT_DOMAIN, manifest.to_bytes()))
     body = manifest.to_bytes()
     try:
         s.remote.put(manifest_key(sid), body, sha256=sha256(body), create_only=True)
@@ -256,8 +285,11 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
         if sha256(body) != sha:
             raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
         batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
-        with s.store.write() as conn, capture.guard(conn, "snapshot"):
-            apply_checked(conn, batch, source=key)
+        with s.store.write() as conn:
+            check_scope(conn, batch, s.team_id, where=key)
+            with capture.guard(conn, "snapshot"):
+                apply_checked(conn, batch, source=key)
+            after_apply(conn, batch, s.team_id)
         rows += len(batch)
         if on_part is not None:
             on_part(rows)

@@ -44,7 +44,7 @@ def test_merge_adds_rows_and_is_idempotent(tmp_path):
         Part(type="text", text="bravo")]))
     first = merge_database(a, b.path)
     assert first.added == {"conversations": 1, "attachments": 1, "responses": 1, "parts": 2,
-                           "templates": 0, "template_versions": 0}
+                           "templates": 0, "template_versions": 0, "template_labels": 0}
     snapshot = canonical(a)
     second = merge_database(a, b.path)
     assert second.total == 0
