@@ -652,7 +652,7 @@ def templates_add(
 
 @templates_app.command("list")
 def templates_list(json_output: bool = typer.Option(False, "--json", help="Output a JSON array.")) -> None:
-    """Every template, by name."""
+    """Every template: personal ones, then each team's (TEAM/NAME), with which are read-only here."""
     from .listing import templates_table
     from .templates import list_templates
 
@@ -702,7 +702,7 @@ def templates_history(
     name: str = typer.Argument(..., help="Template name."),
     json_output: bool = typer.Option(False, "--json", help="Output a JSON array."),
 ) -> None:
-    """Every version of a template, newest first."""
+    """Every version of a template, newest first, with the labels pointing at each."""
     from .listing import template_history_text
     from .templates import template_history
 
@@ -711,6 +711,46 @@ def templates_history(
         _print_json([v.to_json() for v in versions])
     else:
         typer.echo(template_history_text(versions))
+
+
+@templates_app.command("label")
+def templates_label(
+    name: str = typer.Argument(..., help="Template name (NAME or TEAM/NAME)."),
+    label: str = typer.Argument(..., help="The label: production, staging, any name."),
+    version: Optional[str] = typer.Argument(None, help="Version id, or its first 8+ characters (default: the "
+                                                       "current version)."),
+) -> None:
+    """Point a label at a version; `-t NAME@LABEL` runs what it points at, on every machine after sync."""
+    from .templates import label_template
+
+    target = label_template(open_store(), name, label, version)
+    typer.echo(f"{name}@{label} is now version {target.id} (saved {target.created_utc[:19].replace('T', ' ')})")
+
+
+@templates_app.command("publish")
+def templates_publish(
+    name: str = typer.Argument(..., help="A personal template (NAME or NAME@VERSION)."),
+    team: str = typer.Argument(..., help="The team to publish it to."),
+) -> None:
+    """Put a personal template into a team's library as TEAM/NAME (a new version if it is there already)."""
+    from .templates import parse_ref, publish_template
+
+    version = publish_template(open_store(), name, team)
+    target = f"{team}/{parse_ref(name).name}"
+    typer.echo(f"{target} already says the same; nothing changed" if version is None
+               else f"Published {target} (version {version.id}); the team gets it at your next sync")
+
+
+@templates_app.command("copy")
+def templates_copy(
+    name: str = typer.Argument(..., help="Any template: NAME, TEAM/NAME, with @LABEL or @VERSION."),
+    new: str = typer.Argument(..., help="The name of the personal copy."),
+) -> None:
+    """Take a copy of a template (a team's, say) as a personal template you can change."""
+    from .templates import copy_template
+
+    version = copy_template(open_store(), name, new)
+    typer.echo(f"Copied {name} to {new} (version {version.id})")
 
 
 @templates_app.command("import")
@@ -929,14 +969,42 @@ def sync_command(remote: Optional[str] = _REMOTE_ARG, json_output: bool = _JSON_
     from .bridge import around_sync
 
     store = open_store()
-    with _ProgressBar("Syncing") as bar:
-        result, bridged = around_sync(store, lambda: sync.sync(store, remote, progress=bar))
+    names: list[str | None] = [remote] if remote is not None else [r.name for r in sync.list_remotes(store)]
+    names = names or [None]
+    if len(names) == 1:
+        with _ProgressBar("Syncing") as bar:
+            result, bridged = around_sync(store, lambda: sync.sync(store, names[0], progress=bar))
+        if json_output:
+            _print_json({**result.to_json(), "llm": bridged.to_json() if bridged else None})
+        else:
+            typer.echo(result.summary())
+            if bridged is not None:
+                typer.echo(bridged.summary())
+        return
+    # Several remotes (a person's own and their teams'): each in turn; one that
+    # fails does not stop the others, and its error is the command's.
+    failed: list[LocalFirstError] = []
+
+    def every() -> list[Any]:
+        done = []
+        for name in names:
+            try:
+                with _ProgressBar(f"Syncing {name}") as bar:
+                    done.append(sync.sync(store, name, progress=bar))
+            except LocalFirstError as exc:
+                failed.append(type(exc)(f"{name}: {exc.message}"))
+        return done
+
+    results, bridged = around_sync(store, every)
     if json_output:
-        _print_json({**result.to_json(), "llm": bridged.to_json() if bridged else None})
+        _print_json({"remotes": [r.to_json() for r in results], "llm": bridged.to_json() if bridged else None})
     else:
-        typer.echo(result.summary())
+        for r in results:
+            typer.echo(r.summary())
         if bridged is not None:
             typer.echo(bridged.summary())
+    if failed:
+        raise failed[0]
 
 
 @app.command("compact")
@@ -1007,6 +1075,113 @@ def remote_add(
     if added.recovery_key:
         typer.echo(f"Recovery key, shown only now: {added.recovery_key}\n"
                    "Keep it away from this machine: with the passphrase lost, it is the only way back in.")
+
+
+# -- team libraries -----------------------------------------------------------
+
+team_app = typer.Typer(help="Team prompt libraries: shared through a bucket, changed only by its writers.",
+                       no_args_is_help=True)
+app.add_typer(team_app, name="team")
+
+
+@team_app.command("create")
+def team_create(
+    name: str = typer.Argument(..., help="A short name for the team (TEAM in TEAM/NAME)."),
+    url: str = typer.Argument(..., help="An empty folder or prefix: file:///path or s3://bucket/prefix."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, R2, Ceph)."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
+    encrypt: bool = typer.Option(False, "--encrypt", help="Encrypt the library end to end."),
+    passphrase_file: Optional[Path] = _PASSPHRASE_FILE,
+    json_output: bool = _JSON_OPT,
+) -> None:
+    """Make a team library that you own; prints the fingerprint members join with."""
+    import sync
+
+    made = sync.create_team(open_store(), name, url, endpoint_url=endpoint_url, region=region, profile=profile,
+                            encrypt=encrypt, passphrase=_passphrase(passphrase_file) if encrypt else None)
+    if json_output:
+        _print_json({"name": made.config.name, "url": made.config.url, "fingerprint": made.fingerprint,
+                     "writer_key": made.config.writer, "encrypted": made.config.encrypted,
+                     "recovery_key": made.recovery_key})
+        return
+    typer.echo(f"Created team {name} at {made.config.url}" + (" (encrypted)" if made.config.encrypted else ""))
+    typer.echo(f"Fingerprint: {made.fingerprint}")
+    typer.echo(f"Members join with: localfirst team join {name} {made.config.url} --trust {made.fingerprint}")
+    if made.recovery_key:
+        typer.echo(f"Recovery key, shown only now: {made.recovery_key}")
+
+
+@team_app.command("join")
+def team_join(
+    name: str = typer.Argument(..., help="The team's name on this machine."),
+    url: str = typer.Argument(..., help="The team library's URL."),
+    trust: str = typer.Option(..., "--trust", metavar="FINGERPRINT",
+                              help="The owner's fingerprint, as `team create` printed it."),
+    read_only: bool = typer.Option(False, "--read-only", help="Only read: never write to the library."),
+    endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="S3 endpoint (MinIO, R2, Ceph)."),
+    region: Optional[str] = typer.Option(None, "--region", help="S3 region."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="AWS profile for credentials."),
+    passphrase_file: Optional[Path] = _PASSPHRASE_FILE,
+    json_output: bool = _JSON_OPT,
+) -> None:
+    """Join a team library; nothing is saved unless its owner's fingerprint matches --trust."""
+    import sync
+
+    joined = sync.join_team(open_store(), name, url, trust=trust, read_only=read_only, endpoint_url=endpoint_url,
+                            region=region, profile=profile, passphrase=_passphrase(passphrase_file))
+    writer = joined.config.writer
+    listed = writer in joined.writers.writers
+    if json_output:
+        _print_json({"name": name, "url": joined.config.url, "fingerprint": joined.fingerprint,
+                     "read_only": read_only, "writer_key": writer, "writer": listed and not read_only})
+        return
+    typer.echo(f"Joined team {name} at {joined.config.url}" + (" read-only" if read_only else ""))
+    if not read_only and not listed:
+        typer.echo(f"To write to it, give the owner your key, for `localfirst team writers {name} add KEY`:\n"
+                   f"  {writer}")
+    typer.echo(f"Run `localfirst sync {name}` to fetch its templates.")
+
+
+@team_app.command("whoami")
+def team_whoami(name: str = typer.Argument(..., help="The team's name."), json_output: bool = _JSON_OPT) -> None:
+    """This machine's writer key for a team (give it to the owner to become a writer)."""
+    import sync
+
+    key = sync.team_whoami(open_store(), name)
+    if json_output:
+        _print_json({"team": name, "key": key})
+    else:
+        typer.echo(key)
+
+
+@team_app.command("writers")
+def team_writers(
+    name: str = typer.Argument(..., help="The team's name."),
+    action: Optional[str] = typer.Argument(None, metavar="[add|remove]", help="add or remove (the owner only)."),
+    key: Optional[str] = typer.Argument(None, help="A writer key, as `team whoami` prints it."),
+    json_output: bool = _JSON_OPT,
+) -> None:
+    """The keys that may write to a team; its owner adds and removes them (the list is signed)."""
+    import sync
+
+    if action not in (None, "add", "remove"):
+        raise BadInput(f"{action!r}: use `team writers {name}`, `team writers {name} add KEY` or "
+                       f"`team writers {name} remove KEY`")
+    if action is not None and key is None:
+        raise BadInput(f"`team writers {name} {action}` needs a writer key")
+    store = open_store()
+    found = sync.team_writers(store, name, add=key if action == "add" else None,
+                              remove=key if action == "remove" else None)
+    mine = sync.team_whoami(store, name)
+    if json_output:
+        _print_json({"team": name, "version": found.version, "owner": found.owner, "writers": list(found.writers),
+                     "removed": sorted(found.removed)})
+        return
+    if action is not None:
+        typer.echo(f"{'Added' if action == 'add' else 'Removed'} {key} (writer list version {found.version})")
+    for writer in found.writers:
+        typer.echo(writer + ("  (this machine)" if writer == mine else ""))
 
 
 @remote_app.command("passphrase")

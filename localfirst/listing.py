@@ -44,18 +44,20 @@ def _one_line(text: str | None, width: int = 60) -> str:
 def templates_table(templates: list[TemplateVersion]) -> str:
     if not templates:
         return "No templates."
-    rows = [("NAME", "VARIABLES", "MODEL", "PROMPT")]
+    rows = [("NAME", "FROM", "VARIABLES", "MODEL", "PROMPT")]
     for t in templates:
-        rows.append((t.name, " ".join("$" + v for v in t.variables()), t.model or "",
+        where = "personal" if t.team is None else f"team {t.team}" + (" (read-only)" if t.read_only else "")
+        rows.append((t.full_name, where, " ".join("$" + v for v in t.variables()), t.model or "",
                      _one_line(t.prompt or (f"(system) {t.system}" if t.system else ""))))
     return table(rows)
 
 
 def template_history_text(versions: list[TemplateVersion]) -> str:
     copies = len({v.template_id for v in versions})
-    rows = [("VERSION", "SAVED (UTC)", "MODEL", "PROMPT")]
+    rows = [("VERSION", "SAVED (UTC)", "LABELS", "MODEL", "PROMPT")]
     for v in versions:
-        rows.append((v.id, v.created_utc[:19].replace("T", " "), v.model or "", _one_line(v.prompt or v.system)))
+        rows.append((v.id, v.created_utc[:19].replace("T", " "), ", ".join(sorted(v.labels)), v.model or "",
+                     _one_line(v.prompt or v.system)))
     note = f"\n\n{copies} templates were created under this name on different machines; the newest version wins." \
         if copies > 1 else ""
     return table(rows) + note

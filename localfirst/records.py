@@ -268,7 +268,7 @@ class Response:
             "options": self.options,
             "finish_reason": self.finish_reason,
             "simulated": self.simulated,
-            "template": extras.get("localfirst:template"),
+            "template": _template_json(extras),
             "extras": self.extras,
             "parts": [p.to_json() for p in self.parts],
         }
@@ -335,6 +335,16 @@ def _attachment_json(a: Attachment) -> dict[str, Any]:
     # localfirst always keeps the bytes; they are not inlined in JSON.
     return {"id": a.id, "type": a.mime_type, "path": a.path, "url": a.url, "content": None,
             "content_length": a.size if a.id and a.size else None}
+
+
+def _template_json(extras: dict[str, Any]) -> dict[str, Any] | None:
+    """The template a response was made with: the exact version, and the team it came from."""
+    name = extras.get("localfirst:template")
+    if not isinstance(name, str):
+        return None
+    team = extras.get("localfirst:template_team")
+    return {"name": name, "version_id": extras.get("localfirst:template_version"),
+            "team": name.partition("/")[0] if team and "/" in name else None, "team_id": team}
 
 
 def _tool_json(tool: Any) -> dict[str, Any]:

@@ -75,6 +75,8 @@ class TemplateVersion:
     team: str | None = None
     #: the labels pointing at this version (filled in by :func:`template_history`)
     labels: list[str] = field(default_factory=list)
+    #: a team's template this machine may not change (joined read-only, or not a listed writer)
+    read_only: bool = False
 
     @property
     def full_name(self) -> str:
@@ -105,7 +107,7 @@ class TemplateVersion:
             "created_utc": self.created_utc, "prompt": self.prompt, "system": self.system,
             "model": self.model, "options": self.options, "defaults": self.defaults,
             "variables": self.variables(), "extras": self.extras, "team": self.team, "team_id": self.team_id,
-            "labels": self.labels,
+            "labels": self.labels, "read_only": self.read_only,
         }
 
 
@@ -180,7 +182,7 @@ def _writable(conn: Any, scope: _Scope) -> None:
         [scope.team, scope.writer]).fetchone() is not None
     if not listed:
         raise ReadOnly(
-            f"this machine is not on team {scope.team!r}'s writer list (yet): give its owner the key "
+            f"this machine is not on the writer list of team {scope.team!r} (yet): give its owner the key "
             f"`localfirst team whoami {scope.team}` prints; once they have run `localfirst team writers "
             f"{scope.team} add KEY`, sync and try again. Nothing was written")
 
@@ -359,7 +361,18 @@ def list_templates(store: Store, *, teams: bool = True) -> list[TemplateVersion]
         f"ORDER BY v.hlc DESC, v.id DESC) AS rank {_FROM}{where}) WHERE rank = 1 "
         "ORDER BY team_name IS NOT NULL, team_name, name"
     ).fetchall()
-    return [_row(r) for r in rows]
+    found = [_row(r) for r in rows]
+    fixed: dict[str, bool] = {}
+    for version in found:
+        if version.team is not None:
+            if version.team not in fixed:
+                try:
+                    _writable(store.conn, _scope(store.conn, version.team))
+                    fixed[version.team] = False
+                except ReadOnly:
+                    fixed[version.team] = True
+            version.read_only = fixed[version.team]
+    return found
 
 
 def template_history(store: Store, name: str) -> list[TemplateVersion]:

@@ -12,12 +12,16 @@ from .engine import (
     Verified,
     change_passphrase,
     compact,
+    create_team,
+    join_team,
     pull,
     push,
     reset_host,
     rotate_key,
     status,
     sync,
+    team_whoami,
+    team_writers,
     verify,
 )
 from .merge import MergeResult, merge_database
@@ -39,6 +43,7 @@ __all__ = [
     "Added", "add_remote", "get_remote", "list_remotes", "remove_remote", "change_passphrase", "rotate_key",
     "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
     "PushResult", "PullResult", "SyncResult", "RemoteStatus", "HostStatus", "Conflict",
+    "create_team", "join_team", "team_writers", "team_whoami",
     # What a remote implementation needs: the protocol, what it returns and
     # raises, and the key check every implementation runs.
     "Remote", "RemoteConfig", "ObjectInfo", "RemoteSignal", "ObjectExists", "ObjectMissing",

@@ -26,7 +26,7 @@ from localfirst import ids
 from localfirst.errors import BadInput, CorruptObject, RemoteError
 from localfirst.store import Store
 
-from . import capture, keys
+from . import capture, keys, membership
 from .apply import Conflict
 from .audit import Verified, verify_session
 from .collect import Held
@@ -37,6 +37,7 @@ from .receive import pull_session
 from .remotes import Remote, RemoteSignal, open_remote
 from .send import push_session
 from .session import Progress, Session, head_key
+from .team import Writers
 
 __all__ = [
     "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
@@ -240,6 +241,43 @@ def rotate_key(store: Store, remote: str | None = None, *, client: Remote | None
     """Add a data key to an encrypted remote; returns its id. New objects use it; old ones stay readable."""
     s = _session(store, remote, client, None)
     return keys.rotate_key(s.remote, _ring(s))
+
+
+@_signals_are_errors
+def create_team(store: Store, name: str, url: str, **options: Any) -> membership.Joined:
+    """Make a team library at ``url``, owned by this machine (see :func:`sync.membership.create_team`)."""
+    return membership.create_team(store, name, url, **options)
+
+
+@_signals_are_errors
+def join_team(store: Store, name: str, url: str, *, trust: str, **options: Any) -> membership.Joined:
+    """Join the team library at ``url`` whose owner key has fingerprint ``trust``; reads only."""
+    return membership.join_team(store, name, url, trust=trust, **options)
+
+
+def _team(store: Store, name: str, client: Remote | None) -> Session:
+    s = _session(store, name, client, None)
+    if not s.config.team:
+        raise BadInput(f"remote {name!r} is not a team library (see `localfirst remote list`)")
+    return s
+
+
+@_signals_are_errors
+def team_writers(store: Store, name: str, *, add: str | None = None, remove: str | None = None,
+                 client: Remote | None = None) -> Writers:
+    """The team's writer list, read from its remote; the owner may add or remove a key."""
+    s = _team(store, name, client)
+    if add is None and remove is None:
+        return membership.list_writers(s)
+    return membership.change_writers(s, add=add, remove=remove)
+
+
+def team_whoami(store: Store, name: str) -> str:
+    """This machine's writer key for team ``name`` (no request)."""
+    config = get_remote(store, name)
+    if not config.team or not config.writer:
+        raise BadInput(f"remote {name!r} is not a team library (see `localfirst remote list`)")
+    return config.writer
 
 
 def _ring(s: Session) -> keys.Keyring:

@@ -210,8 +210,8 @@ def _check_writer(s: Session, listing: dict[str, str]) -> None:
     key = s.team_keys().writer_key
     if key not in writers.writers:
         raise ReadOnly(
-            f"this machine's writer key is not on team {s.name!r}'s writer list, so the other members would refuse "
-            f"what it pushes; nothing was pushed (it stays queued). Give the owner the key `localfirst team whoami "
+            f"this machine's writer key is not on the writer list of team {s.name!r}, so the other members would "
+            f"refuse what it pushes; nothing was pushed (it stays queued). Give the owner the key `localfirst team whoami "
             f"{s.name}` prints, to add with `localfirst team writers {s.name} add KEY`")
 
 

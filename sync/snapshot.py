@@ -139,8 +139,8 @@ def check_manifest_signature(manifest: Manifest, writers: Writers | None, *, tea
         raise CorruptObject(f"{where} is not signed; team {team!r} takes only what its writers signed: "
                             "it was refused")
     if writers is None or manifest.writer not in writers.writers:
-        raise CorruptObject(f"{where} is signed by {manifest.writer}, which is not on team {team!r}'s writer "
-                            "list: it was refused")
+        raise CorruptObject(f"{where} is signed by {manifest.writer}, which is not on the writer list of team "
+                            f"{team!r}: it was refused")
     if not verify_bytes(manifest.writer, manifest.sig, SNAPSHOT_DOMAIN, replace(manifest, sig=None).to_bytes()):
         raise CorruptObject(f"{where} does not match its signature (altered after it was signed): it was refused")
 

@@ -305,8 +305,8 @@ def check_signature(header: Header, lines: list[str], writers: Writers | None, *
         raise CorruptObject(f"{who} is not signed; team {team!r} takes only changesets its writers signed: "
                             "it was refused")
     if writers is None or not writers.allows(header.writer, header.host, header.seq):
-        raise CorruptObject(f"{who} is signed by {header.writer}, which is not on team {team!r}'s writer list: "
-                            "it was refused")
+        raise CorruptObject(f"{who} is signed by {header.writer}, which is not on the writer list of team "
+                            f"{team!r}: it was refused")
     if not verify_bytes(header.writer, header.sig, CHANGESET_DOMAIN, signed_text(header, lines)):
         raise CorruptObject(f"{who} does not match its signature (altered after it was signed): it was refused")
     return header.writer

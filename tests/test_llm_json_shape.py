@@ -84,4 +84,5 @@ def test_tool_calls_and_results_in_llms_shape(run):
 def test_template_key_names_the_template_run(run):
     assert run("templates", "add", "greet", "--prompt", "Say hi to $input").code == 0
     assert run("-t", "greet", "Ada").code == 0
-    assert json.loads(run("logs", "--json").out)[0]["template"] == "greet"
+    template = json.loads(run("logs", "--json").out)[0]["template"]
+    assert template["name"] == "greet" and template["version_id"] and template["team"] is None
