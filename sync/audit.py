@@ -18,17 +18,18 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from localfirst.errors import CorruptObject, FormatTooNew
+from localfirst.errors import CorruptObject, FormatTooNew, WrongKey
 from localfirst.registry import TABLES, capture_sql
 
-from . import capture
-from .changeset import decode, peek_header, sha256
+from . import capture, membership
+from .changeset import decode_lines, peek_header, read_header, sha256
 from .check import Schema
 from .compaction import deleted_before
 from .receive import MAX_OBJECT
 from .remotes import ObjectMissing
 from .session import Session, host_of_head, log_key
-from .snapshot import decode_part, read_manifest, snapshot_ids
+from .snapshot import check_manifest_signature, decode_part, read_manifest, snapshot_ids
+from .team import WRITERS_KEY, Writers, check_scope, check_signature
 
 __all__ = ["verify_session", "Verified", "Problem", "check_local"]
 
@@ -59,13 +60,16 @@ class Verified:
                 f"pushed yet; {self.requests} requests.")
 
 
-def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Random, share: float) -> Any:
+def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Random, share: float,
+                     writers: Writers | None) -> Any:
     newest = None
     for sid in snapshot_ids(s):
         key = f"snapshots/{sid}.json"
         out.objects += 1
         try:
             manifest = read_manifest(s, sid)
+            if s.team_id is not None:
+                check_manifest_signature(manifest, writers, team=s.name)
         except (CorruptObject, FormatTooNew, ObjectMissing) as exc:
             out.problems.append(Problem(key, str(exc)))
             continue
@@ -79,7 +83,8 @@ def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Ran
                     if sha256(body) != sha:
                         out.problems.append(Problem(part, "does not match its manifest (altered or truncated)"))
                         continue
-                    decode_part(body, schema, where=part, manifest=manifest, n=n)
+                    check_scope(s.conn, decode_part(body, schema, where=part, manifest=manifest, n=n), s.team_id,
+                                where=part)
                 else:
                     stored = s.remote.head(part).sha256
                     # An encrypted part's stored hash is of its sealed bytes: presence is all a HEAD proves.
@@ -92,8 +97,17 @@ def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Ran
     return newest
 
 
+def check_changeset(s: Session, schema: Schema, body: bytes, key: str, writers: Writers | None) -> None:
+    """Every check a pull makes before applying (on a team library: the signature and the scope too)."""
+    header, lines = read_header(body, key)
+    if s.team_id is not None:
+        check_signature(header, lines, writers, where=key, team=s.name)
+    batch = decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
+    check_scope(s.conn, batch, s.team_id, where=key)
+
+
 def _check_host(s: Session, schema: Schema, host: str, start: tuple[int, str | None], out: Verified,
-                pick: random.Random, share: float) -> int | None:
+                pick: random.Random, share: float, writers: Writers | None) -> int | None:
     """Walk one host's log; returns the seq its head names (None when the head is unreadable)."""
     try:
         head_seq, head_sha = s.read_head(host)
@@ -116,7 +130,7 @@ def _check_host(s: Session, schema: Schema, host: str, start: tuple[int, str | N
                                                      f"changeset {header.seq})"))
                 elif expected is not None and header.prev != expected:
                     out.problems.append(Problem(key, "breaks the hash chain: it or the one before was altered"))
-                decode(body, schema, where=key)
+                check_changeset(s, schema, body, key, writers)
                 digest: str | None = sha256(body)
             else:
                 digest = s.remote.head(key).sha256
@@ -169,7 +183,14 @@ def verify_session(s: Session, *, share: float = 0.0, local: bool = False, seed:
     schema = Schema(s.conn, s.schema_version)
     listing = s.remote.list("heads/")
     s.store_id()
-    newest = _check_snapshots(s, schema, out, pick, share)
+    writers = None
+    if s.team_id is not None:
+        out.objects += 1
+        try:
+            writers = membership.read_writers(s)
+        except (CorruptObject, WrongKey, ObjectMissing) as exc:
+            out.problems.append(Problem(WRITERS_KEY, str(exc)))
+    newest = _check_snapshots(s, schema, out, pick, share, writers)
     floor = deleted_before(s)
     for key in sorted(listing):
         host = host_of_head(key)
@@ -178,10 +199,10 @@ def verify_session(s: Session, *, share: float = 0.0, local: bool = False, seed:
         start: tuple[int, str | None] = (floor.get(host, 0), None)
         if newest is not None and host in newest.covers and newest.covers[host][0] >= start[0]:
             start = newest.covers[host]
-        head_seq = _check_host(s, schema, host, start, out, pick, share)
+        head_seq = _check_host(s, schema, host, start, out, pick, share, writers)
         if host != s.host and head_seq is not None:
             out.not_applied_here += max(0, head_seq - s.chain(host).seq)
-    out.not_pushed_yet = capture.pending_count(s.conn, s.name)
+    out.not_pushed_yet = capture.pending_count(s.conn, s.name, tables=s.tables)
     if local:
         out.problems += check_local(s.conn, s.name)
     out.requests = s.remote.requests

@@ -25,7 +25,9 @@ from .team import WRITERS_KEY, TeamKeys, Writers, check_fingerprint, check_write
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Joined", "create_team", "join_team", "writers", "change_writers", "list_writers", "cached_writers"]
+__all__ = [
+    "Joined", "create_team", "join_team", "writers", "read_writers", "change_writers", "list_writers", "cached_writers",
+]
 
 MAX_LIST = 4 * 1024 * 1024
 
@@ -187,6 +189,14 @@ def writers(s: Session, listing: dict[str, str]) -> Writers:
     with s.store.write() as conn:
         _cache(conn, s.name, found, etag)
     return found
+
+
+def read_writers(s: Session) -> Writers:
+    """The team's writer list as the remote holds it now, checked; nothing is kept (``verify``)."""
+    assert s.config.store_id and s.config.owner
+    data = s.remote.get(WRITERS_KEY, max_bytes=MAX_LIST)
+    return Writers.parse(data, where=f"{WRITERS_KEY} of {s.config.url}", store=s.config.store_id,
+                         trusted=s.config.owner)
 
 
 def list_writers(s: Session) -> Writers:

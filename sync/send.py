@@ -211,8 +211,8 @@ def _check_writer(s: Session, listing: dict[str, str]) -> None:
     if key not in writers.writers:
         raise ReadOnly(
             f"this machine's writer key is not on the writer list of team {s.name!r}, so the other members would "
-            f"refuse what it pushes; nothing was pushed (it stays queued). Give the owner the key `localfirst team whoami "
-            f"{s.name}` prints, to add with `localfirst team writers {s.name} add KEY`")
+            f"refuse what it pushes; nothing was pushed (it stays queued). Give the owner the key "
+            f"`localfirst team whoami {s.name}` prints, to add with `localfirst team writers {s.name} add KEY`")
 
 
 def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int, int, list[Held]]:
