@@ -15,7 +15,7 @@ from typing import Any
 from . import ids, paths
 from .errors import NotFound
 from .store import Store
-from .templates import TemplateVersion, get_template, template_history
+from .templates import get_template
 
 __all__ = ["template_fields", "fragment_text", "LLM_TEMPLATE_KEYS"]
 
@@ -35,27 +35,11 @@ def _store() -> Iterator[Store]:
         store.close()
 
 
-def _version(store: Store, spec: str) -> TemplateVersion:
-    name, at, version = spec.partition("@")
-    if "/" in name:
-        raise NotFound(f"unknown template {spec!r}: this version of localfirst has no team libraries; "
-                       "name a personal template (see `localfirst templates list`)")
-    if not at:
-        return get_template(store, name)
-    if not ids.is_id(version):
-        raise NotFound(f"unknown template {spec!r}: after @ give a version id from "
-                       f"`localfirst templates history {name}`")
-    for found in template_history(store, name):
-        if found.id == version.lower():
-            return found
-    raise NotFound(f"template {name!r} has no version {version}; see `localfirst templates history {name}`")
-
-
 def template_fields(spec: str) -> dict[str, Any]:
-    """The keyword arguments of ``llm.Template`` for ``NAME`` or ``NAME@VERSION_ID``."""
+    """The keyword arguments of ``llm.Template`` for ``[TEAM/]NAME[@LABEL|@VERSION_ID]``."""
     with _store() as store:
-        version = _version(store, spec.strip())
-    fields: dict[str, Any] = {"name": version.name}
+        version = get_template(store, spec.strip())
+    fields: dict[str, Any] = {"name": version.full_name}
     for key in ("prompt", "system", "model", "defaults", "options"):
         value = getattr(version, key)
         if value:

@@ -42,6 +42,14 @@ def test_a_template_from_the_library(m: Machine) -> None:
     assert json.loads(m.llm("logs", "list", "-n", "1", "--json").stdout)[0]["prompt"] == "Summarise: the text"
 
 
+def test_a_team_template_by_label(m: Machine, tmp_path: Path) -> None:
+    assert m.lf("team", "create", "acme", (tmp_path / "lib").as_uri()).returncode == 0
+    m.lf("templates", "add", "acme/review", "--prompt", "Review: $input")
+    m.lf("templates", "label", "acme/review", "production")
+    out = _echo(m.llm("-m", "echo", "-t", "lf:acme/review@production", "the diff"))
+    assert out["prompt"] == "Review: the diff"
+
+
 def test_a_template_imported_from_llm_keeps_its_fragments(m: Machine, tmp_path: Path) -> None:
     (tmp_path / "note.txt").write_text("a fragment from a file")
     folder = tmp_path / "templates"
@@ -54,9 +62,9 @@ def test_a_template_imported_from_llm_keeps_its_fragments(m: Machine, tmp_path: 
 
 @pytest.mark.parametrize("spec, says", [
     ("lf:nothing-here", "no template named 'nothing-here'"),
-    ("lf:team/summarise@production", "no team libraries"),
-    ("lf:summarise@production", "version id"),
-    ("lf:summarise@01JD0000000000000000000000", "has no version"),
+    ("lf:team/summarise@production", "no team named 'team'"),
+    ("lf:summarise@production", "no label or version 'production'"),
+    ("lf:summarise@01JD0000000000000000000000", "no label or version"),
 ])
 def test_unknown_templates(m: Machine, spec: str, says: str) -> None:
     m.lf("templates", "add", "summarise", "--prompt", "Summarise: $input")
