@@ -561,3 +561,29 @@ def test_a_missing_key_file_is_one_clear_error(team: Team, isolated_home: Path) 
     add_template(team.writer, "acme/x", prompt="x")
     with pytest.raises(ConfigError, match="join the team again"):
         sync.sync(team.writer, "acme")
+
+
+@pytest.mark.parametrize("after", [False, True])
+def test_a_crash_at_any_request_of_a_team_sync_loses_nothing(team: Team, after: bool) -> None:
+    from synctools import Crash, CrashingRemote
+
+    add_template(team.writer, "acme/a", prompt="one")
+    label_template(team.writer, "acme/a", "production")
+    add_template(team.owner, "acme/b", prompt="two")
+    sync.sync(team.owner, "acme")
+    at = 1
+    while True:
+        crashing = CrashingRemote(FolderRemote(team.url), at=at, after=after)
+        try:
+            sync.sync(team.writer, "acme", client=crashing)
+        except Crash:
+            at += 1
+            continue
+        assert not crashing.crashed
+        break
+    assert at > 3  # it did crash at the list, the gets and the puts
+    team.sync_all()
+    team.sync_all()
+    for store in (team.owner, team.writer, team.reader):
+        assert {t.full_name for t in list_templates(store)} >= {"acme/a", "acme/b"}
+        assert get_template(store, "acme/a@production").prompt == "one"
