@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-MODULES = ["startup", "store", "merge", "prompt", "importer", "sync", "browse", "plugin_startup", "encryption"]
+MODULES = ["startup", "store", "merge", "prompt", "importer", "sync", "browse", "plugin_startup", "encryption", "team"]
 
 names = sys.argv[1:] or MODULES
 for name in names:
