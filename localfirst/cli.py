@@ -773,7 +773,7 @@ def _show_template_import(result: Any) -> None:
 
 @templates_app.command("export")
 def templates_export(directory: Path = typer.Argument(..., help="Directory to write NAME.yaml files to.")) -> None:
-    """Write every template as an llm template YAML file."""
+    """Write every personal template as an llm template YAML file."""
     from .template_files import export_templates
 
     written = export_templates(open_store(), directory.expanduser())

@@ -169,12 +169,12 @@ def import_templates(store: Store, directory: Path, *, strict: bool = False) -> 
 
 
 def export_templates(store: Store, directory: Path) -> list[Path]:
-    """Write the current version of every template to ``directory``; returns the files written."""
+    """Write the current version of every personal template to ``directory``; returns the files written."""
     if directory.exists() and not directory.is_dir():
         raise BadInput(f"{directory} is not a directory")
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for version in list_templates(store):
+    for version in list_templates(store, teams=False):
         filename = (version.extras or {}).get(FILE) or f"{version.name}.yaml"
         target = directory / Path(str(filename)).name
         try:
@@ -202,7 +202,7 @@ def edit_template(store: Store, name: str) -> TemplateVersion | None:
     editor = _editor()
     text = dump_template_yaml(current)
     with tempfile.TemporaryDirectory(prefix="localfirst-") as tmp:
-        path = Path(tmp) / f"{name}.yaml"
+        path = Path(tmp) / f"{current.name}.yaml"
         path.write_text(text, "utf-8")
         try:
             code = subprocess.call([*editor, str(path)])

@@ -587,3 +587,19 @@ def test_a_crash_at_any_request_of_a_team_sync_loses_nothing(team: Team, after: 
     for store in (team.owner, team.writer, team.reader):
         assert {t.full_name for t in list_templates(store)} >= {"acme/a", "acme/b"}
         assert get_template(store, "acme/a@production").prompt == "one"
+
+
+def test_edit_and_export_keep_teams_apart(team: Team, tmp_path: Path) -> None:
+    from localfirst.template_files import edit_template, export_templates
+
+    add_template(team.writer, "acme/x", prompt="team words")
+    add_template(team.writer, "x", prompt="my words")
+    os.environ["EDITOR"] = "sed -i s/team/shared/"
+    try:
+        edited = edit_template(team.writer, "acme/x")
+    finally:
+        del os.environ["EDITOR"]
+    assert edited is not None and edited.team == "acme" and get_template(team.writer, "acme/x").prompt == "shared words"
+    assert get_template(team.writer, "x").prompt == "my words"
+    written = export_templates(team.writer, tmp_path / "out")
+    assert [p.name for p in written] == ["x.yaml"] and "my words" in written[0].read_text()
