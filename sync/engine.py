@@ -328,7 +328,7 @@ def status(store: Store, remote: str | None = None, *, client: Remote | None = N
     """What waits to be pushed, and what each host has pushed and how much of it is applied here."""
     s = _session(store, remote, client, None)
     pending = s.conn.execute("SELECT seq FROM sync_pending WHERE remote = ?", [s.name]).fetchone()
-    result = RemoteStatus(s.name, s.config.url, s.host, capture.pending_count(s.conn, s.name),
+    result = RemoteStatus(s.name, s.config.url, s.host, capture.pending_count(s.conn, s.name, tables=s.tables),
                           pending[0] if pending else None, encrypted=s.keyring is not None,
                           key_id=s.keyring.newest_id if s.keyring else None, scope=s.config.scope)
     result.conflicts = [

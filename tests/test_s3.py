@@ -248,7 +248,7 @@ def test_folder_sync_never_imports_boto3(tmp_path: Any) -> None:
 
 def test_remote_config_never_holds_credentials() -> None:
     assert set(RemoteConfig("n", "s3://b").to_json()) == {
-        "name", "url", "endpoint_url", "region", "profile", "encrypted", "scope"}
+        "name", "url", "endpoint_url", "region", "profile", "encrypted", "scope", "owner", "read_only"}
 
 
 class _Canned(BaseHTTPRequestHandler):

@@ -603,3 +603,21 @@ def test_edit_and_export_keep_teams_apart(team: Team, tmp_path: Path) -> None:
     assert get_template(team.writer, "x").prompt == "my words"
     written = export_templates(team.writer, tmp_path / "out")
     assert [p.name for p in written] == ["x.yaml"] and "my words" in written[0].read_text()
+
+
+def test_sync_with_no_name_syncs_every_remote_and_one_failure_stops_none(run: Any, tmp_path: Path) -> None:
+    db = str(tmp_path / "me.db")
+    assert run("--db", db, "team", "create", "acme", (tmp_path / "lib").as_uri()).code == 0
+    assert run("--db", db, "remote", "add", "home", (tmp_path / "home").as_uri()).code == 0
+    assert run("--db", db, "remote", "add", "broken", (tmp_path / "broken").as_uri()).code == 0
+    (tmp_path / "broken" / "format.json").write_text("not json")
+    run("--db", db, "templates", "add", "acme/shared", "--prompt", "team")
+    run("--db", db, "log", "-m", "m", "-p", "mine", "-r", "only mine")
+    result = run("--db", db, "sync", "--json")
+    assert result.code == 9 and result.err.startswith("Error: broken: ")
+    done = {r["remote"]: r["pushed"]["rows"] for r in json.loads(result.out)["remotes"]}
+    assert set(done) == {"acme", "home"} and done["acme"] == 2 and done["home"] == 2
+    assert b"only mine" not in b"".join(objects(tmp_path / "lib").values())
+    assert run("--db", db, "remote", "status", "acme", "--json").code == 0
+    waiting = json.loads(run("--db", db, "remote", "status", "acme", "--json").out)["waiting"]
+    assert waiting == 0
