@@ -108,7 +108,7 @@ def test_datasette_hides_internal_tables_describes_and_links_to_transcripts(serv
         index = (await client.get("/logs.json")).json()
         visible = {t["name"] for t in index["tables"] if not t["hidden"]}
         assert visible == {"conversations", "responses", "parts", "attachments", "templates",
-                           "template_versions", "tombstones"}
+                           "template_versions", "template_labels", "tombstones"}
         assert {v["name"] for v in index["views"]} == {"exchanges", "conversation_summaries"}
         assert {q["name"] for q in index["queries"]} == {"search", "conversation", "tokens_by_model_and_month"}
         table = await client.get("/logs/responses")

@@ -79,11 +79,15 @@ def test_duplicate_remote_is_refused(run: Any, tmp_path: Path, isolated_home: Pa
     assert json.loads(run("remote", "list", "--json").out)[0]["url"] == f"file://{tmp_path}/r"
 
 
-def test_several_remotes_need_a_name(run: Any, tmp_path: Path) -> None:
+def test_several_remotes_push_and_pull_need_a_name_and_sync_does_each(run: Any, tmp_path: Path) -> None:
     run("remote", "add", "a", f"file://{tmp_path}/a")
     run("remote", "add", "b", f"file://{tmp_path}/b")
-    one_error(run("sync"), 2)
+    one_error(run("push"), 2)
+    one_error(run("pull"), 2)
     assert run("sync", "b").code == 0
+    both = run("sync")
+    assert both.code == 0 and [line.split(":")[0] for line in both.out.splitlines()] == [
+        "Synced with a", "Synced with b"]
 
 
 def test_push_pull_sync_summaries_and_json(run: Any, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ __all__ = ["metadata", "HIDDEN"]
 
 # Local bookkeeping, not history: hidden from the table list (still reachable by SQL).
 HIDDEN = ("meta", "_sqlite_migrations", "sync_remotes", "sync_outbox", "sync_changes", "sync_seed", "sync_chain",
-          "sync_pending", "sync_guard", "sync_conflicts", "sqlite_sequence")
+          "sync_pending", "sync_guard", "sync_conflicts", "sync_teams", "sync_signers", "sqlite_sequence")
 
 _TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "conversations": ("One row per conversation; its transcript is linked from the id.", {
@@ -40,6 +40,8 @@ _TABLES: dict[str, tuple[str, dict[str, str]]] = {
     }),
     "templates": ("Saved prompt templates by name; their text is in template_versions.", {}),
     "template_versions": ("Every version of every template; the newest clock wins.", {}),
+    "template_labels": ("Labels (production, staging ...) pointing at one version of a template; the newest move "
+                        "wins.", {}),
     "tombstones": ("Keys deleted here or on another machine; they never come back.", {}),
     "exchanges": ("One row per exchange with its conversation's name and the text.", {}),
     "conversation_summaries": ("One row per conversation: counts, tokens, first and last time, models.", {}),
