@@ -138,6 +138,8 @@ def test_llm_is_imported_only_on_the_path_that_runs_its_model(tmp_path):
     assert not _imports_llm("-m", "echo", "hi", home=tmp_path)
     assert not _imports_llm("logs", "list", "-n", "1", home=tmp_path)
     assert _imports_llm("-m", "llm:echo", "hi", home=tmp_path)
+    assert not _imports_llm("models", "list", "--json", "--no-llm", home=tmp_path)
+    assert _imports_llm("models", "list", "--json", home=tmp_path)
 
 
 def test_models_lists_llms_models_by_the_name_m_takes(run):
