@@ -288,3 +288,31 @@ def test_tool_call_arguments_become_an_object(stored, sent):
     [_user, reply] = history_messages([turn])
     [call] = reply.parts
     assert isinstance(call, ToolCallPart) and call.arguments == sent
+
+
+def test_what_llm_kept_beside_a_part_is_given_back():
+    from llm.parts import ReasoningPart, ToolCallPart
+
+    from localfirst.models.via_llm import history_messages
+    from localfirst.records import Part
+
+    signed = {"anthropic": {"signature": "sig-123"}}
+    turn = Response(model="m", prompt="q", response="a", parts=[
+        Part(type="reasoning", text="", extras={"llm:redacted": True, "llm:provider_metadata": signed}),
+        Part(type="text", text="a"),
+        Part(type="tool_call", tool_name="search", arguments={}, extras={"llm:server_executed": True}),
+    ])
+    [_user, reply] = history_messages([turn])
+    thought, text, call = reply.parts
+    assert isinstance(thought, ReasoningPart) and thought.redacted and thought.provider_metadata == signed
+    assert text.text == "a" and text.provider_metadata is None
+    assert isinstance(call, ToolCallPart) and call.server_executed
+    # None of it changes how a turn is hashed for llm's database.
+    from localfirst.exporters.llm_db import message_hash
+    from localfirst.exporters.llm_turns import turn_messages
+
+    bare = Response(model="m", prompt="q", response="a", parts=[
+        Part(type="reasoning", text=""), Part(type="text", text="a"), Part(type="tool_call", tool_name="search",
+                                                                          arguments={})])
+    assert message_hash(turn_messages(turn, system=None)[1], None) == message_hash(
+        turn_messages(bare, system=None)[1], None)

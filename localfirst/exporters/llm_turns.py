@@ -24,13 +24,16 @@ class LlmMessage:
     role: str
     parts: list[dict[str, Any]] = field(default_factory=list)  # the dicts llm hashes
     attachments: list[list[Attachment]] = field(default_factory=list)  # per part
+    # Per part: what llm keeps beside the part (provider_metadata, server_executed, redacted),
+    # from an import's part extras. Not hashed: the exporter writes none of it.
+    meta: list[dict[str, Any]] = field(default_factory=list)
 
 
 def turn_messages(r: Response, *, system: str | None) -> tuple[list[LlmMessage], LlmMessage]:
     """The input messages and the reply of ``r``; ``system`` is the system prompt already sent before it."""
     inputs: list[LlmMessage] = []
     if r.system and r.system != system:
-        inputs.append(LlmMessage("system", [{"type": "text", "text": r.system}], [[]]))
+        inputs.append(LlmMessage("system", [{"type": "text", "text": r.system}], [[]], [{}]))
     results = [p for p in r.parts if p.role == "user" and p.type == "tool_result"]
     if results:
         inputs.append(_message("tool", results))
@@ -39,15 +42,18 @@ def turn_messages(r: Response, *, system: str | None) -> tuple[list[LlmMessage],
         msg = _message("user", user)
         msg.parts.insert(0, {"type": "text", "text": r.prompt or ""})
         msg.attachments.insert(0, [])
+        msg.meta.insert(0, {})
         inputs.append(msg)
     out = [p for p in r.parts if p.role == "assistant"]
     reply = _message("assistant", out)
     if r.response and not any(p.type == "text" for p in out):
         reply.parts.append({"type": "text", "text": r.response})
         reply.attachments.append([])
+        reply.meta.append({})
     if r.reasoning and not any(p.type == "reasoning" for p in out):
         reply.parts.insert(0, {"type": "reasoning", "text": r.reasoning})
         reply.attachments.insert(0, [])
+        reply.meta.insert(0, {})
     return inputs, reply
 
 
@@ -75,4 +81,8 @@ def _message(role: str, parts: list[Part]) -> LlmMessage:
             continue
         msg.parts.append(d)
         msg.attachments.append(atts)
+        extras = p.extras or {}
+        kept = {"provider_metadata": extras.get("llm:provider_metadata"),
+                "server_executed": extras.get("llm:server_executed"), "redacted": extras.get("llm:redacted")}
+        msg.meta.append({k: v for k, v in kept.items() if v})
     return msg

@@ -73,8 +73,8 @@ def history_messages(history: list[Response]) -> list[Any]:
         inputs, reply = turn_messages(r, system=system)
         system = r.system or system
         for message in (*inputs, reply):
-            parts = [p for d, atts in zip(message.parts, message.attachments, strict=True)
-                     if (p := _llm_part(d, atts)) is not None]
+            parts = [p for d, atts, meta in zip(message.parts, message.attachments, message.meta, strict=True)
+                     if (p := _llm_part(d, atts, meta)) is not None]
             if parts:
                 out.append(Message(role=message.role, parts=parts))
     return out
@@ -90,22 +90,34 @@ def _llm_attachment(a: Attachment) -> Any:
     return None
 
 
-def _llm_part(d: dict[str, Any], atts: list[Attachment]) -> Any:
-    """One of llm's parts for a part dict of :func:`turn_messages`; None for one with nothing to send."""
+def _llm_part(d: dict[str, Any], atts: list[Attachment], meta: dict[str, Any]) -> Any:
+    """One of llm's parts for a part dict of :func:`turn_messages`; None for one with nothing to send.
+
+    ``meta``: the provider's data llm kept with the part (a reasoning
+    signature, say), whether the provider ran the tool and whether reasoning
+    was withheld, given back as llm gives them from its own database.
+    """
     from llm.parts import AttachmentPart, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
 
     kind = d["type"]
-    if kind in ("text", "reasoning"):
-        if not d["text"]:
+    provider = meta.get("provider_metadata") if isinstance(meta.get("provider_metadata"), dict) else None
+    server = meta.get("server_executed") is True
+    if kind == "text":
+        return TextPart(text=d["text"], provider_metadata=provider) if d["text"] else None
+    if kind == "reasoning":
+        redacted = meta.get("redacted") is True
+        if not (d["text"] or redacted or provider):
             return None
-        return TextPart(text=d["text"]) if kind == "text" else ReasoningPart(text=d["text"])
+        return ReasoningPart(text=d["text"], redacted=redacted, provider_metadata=provider)
     sendable = [x for x in (_llm_attachment(a) for a in atts) if x is not None]
     if kind == "attachment":
-        return AttachmentPart(attachment=sendable[0]) if sendable else None
+        return AttachmentPart(attachment=sendable[0], provider_metadata=provider) if sendable else None
     if kind == "tool_call":
-        return ToolCallPart(name=d["name"], arguments=_arguments(d["arguments"]), tool_call_id=d.get("tool_call_id"))
+        return ToolCallPart(name=d["name"], arguments=_arguments(d["arguments"]), tool_call_id=d.get("tool_call_id"),
+                            server_executed=server, provider_metadata=provider)
     return ToolResultPart(name=d["name"], output=d["output"], tool_call_id=d.get("tool_call_id"),
-                          exception=d.get("exception"), attachments=sendable)
+                          exception=d.get("exception"), attachments=sendable, server_executed=server,
+                          provider_metadata=provider)
 
 
 def _arguments(value: Any) -> dict[str, Any]:
