@@ -122,6 +122,7 @@ def _check_count(count: int) -> None:
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
 PAIR = "KEY VALUE"
 TYPED_INPUT = "PATH|URL|- TYPE"
+TYPED_FILE = "PATH|URL TYPE"  # chat: stdin holds the prompts
 
 
 def _first_command(argv: list[str]) -> Optional[str]:
@@ -195,7 +196,7 @@ def _command(argv: Optional[list[str]] = None) -> Any:
         current = stack.pop()
         stack.extend(getattr(current, "commands", {}).values())
         for param in current.params:
-            if getattr(param, "metavar", None) in (PAIR, TYPED_INPUT):
+            if getattr(param, "metavar", None) in (PAIR, TYPED_INPUT, TYPED_FILE):
                 param.nargs = 2
             elif param.param_type_name == "argument" and param.name:
                 # typer 0.28 shows a required argument as {name}; click's own
@@ -352,7 +353,7 @@ def chat_command(
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt, sent with the first turn."),
     attachment: list[str] = typer.Option([], "-a", "--attachment", metavar="PATH|URL",
                                          help="Attach a file or a URL to the first turn; repeatable."),
-    attachment_type: list[str] = typer.Option([], "--at", "--attachment-type", metavar=TYPED_INPUT,
+    attachment_type: list[str] = typer.Option([], "--at", "--attachment-type", metavar=TYPED_FILE,
                                               help="Attach with this MIME type to the first turn; repeatable."),
     fragment: list[str] = typer.Option([], "-f", "--fragment", metavar="PATH|URL",
                                        help="Text sent before the first turn's prompt, and recorded; repeatable."),
