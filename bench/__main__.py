@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-MODULES = ["startup", "store", "merge", "prompt", "importer", "sync", "browse", "plugin_startup", "encryption", "team"]
+MODULES = ["startup", "store", "merge", "prompt", "importer", "sync", "browse", "plugin_startup", "encryption",
+           "llm_paths", "team"]
 
 names = sys.argv[1:] or MODULES
 for name in names:

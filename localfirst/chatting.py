@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LocalFirstError
-from .records import Response
+from .inputs import Fragment
+from .records import Attachment, Response
 from .store import Store
 
 __all__ = ["ChatSession", "chat_loop", "EXIT_WORDS"]
@@ -34,6 +35,12 @@ class ChatSession:
     key: str | None = None
     stream: bool = True
     turns: list[Response] = field(default_factory=list)
+    # -a/--at, -f and --sf given to `chat`: sent with the first turn only, as
+    # llm's chat sends its -f fragments. Kept until a turn succeeds, so a
+    # first turn that fails does not lose them.
+    attachments: list[Attachment] = field(default_factory=list)
+    fragments: list[Fragment] = field(default_factory=list)
+    system_fragments: list[Fragment] = field(default_factory=list)
 
     def start(self) -> str:
         """Check the model and the conversation before the first line is read; returns the model's name."""
@@ -65,7 +72,9 @@ class ChatSession:
             self.open_store, prompt, model=self.model, system=system, options=self.options,
             cid=self.cid, on_text=on_text, stream=self.stream, key=self.key,
             earlier=self.turns if self.cid is None else None,
+            attachments=self.attachments, fragments=self.fragments, system_fragments=self.system_fragments,
         )
+        self.attachments, self.fragments, self.system_fragments = [], [], []
         if response.id is not None and response.conversation_id is not None:
             self.cid = response.conversation_id
         self.turns.append(response)

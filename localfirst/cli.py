@@ -121,6 +121,8 @@ def _check_count(count: int) -> None:
 # typer has no list-of-pairs option; options with this metavar are given
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
 PAIR = "KEY VALUE"
+TYPED_INPUT = "PATH|URL|- TYPE"
+TYPED_FILE = "PATH|URL TYPE"  # chat: stdin holds the prompts
 
 
 def _first_command(argv: list[str]) -> Optional[str]:
@@ -194,7 +196,7 @@ def _command(argv: Optional[list[str]] = None) -> Any:
         current = stack.pop()
         stack.extend(getattr(current, "commands", {}).values())
         for param in current.params:
-            if getattr(param, "metavar", None) == PAIR:
+            if getattr(param, "metavar", None) in (PAIR, TYPED_INPUT, TYPED_FILE):
                 param.nargs = 2
             elif param.param_type_name == "argument" and param.name:
                 # typer 0.28 shows a required argument as {name}; click's own
@@ -214,6 +216,11 @@ def _options(pairs: list[Any]) -> dict[str, Any]:
         except ValueError:
             out[key] = raw
     return out
+
+
+def _typed(pairs: list[Any]) -> list[tuple[str, str]]:
+    """``--at PATH TYPE`` values (typer hands each pair over as a sequence of two)."""
+    return [(str(spec), str(kind)) for spec, kind in pairs]
 
 
 def _print_json(value: Any) -> None:
@@ -261,6 +268,9 @@ def prompt_command(
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt."),
     attachment: list[str] = typer.Option([], "-a", "--attachment", metavar=_INPUT,
                                          help="Attach a file, a URL or stdin; repeatable. The bytes are stored."),
+    attachment_type: list[str] = typer.Option([], "--at", "--attachment-type", metavar=TYPED_INPUT,
+                                              help="Attach with this MIME type (--at photo.bin image/jpeg); "
+                                                   "repeatable."),
     fragment: list[str] = typer.Option([], "-f", "--fragment", metavar=_INPUT,
                                        help="Text sent before the prompt, and recorded; repeatable."),
     system_fragment: list[str] = typer.Option([], "--sf", "--system-fragment", metavar=_INPUT,
@@ -289,7 +299,8 @@ def prompt_command(
     options, extras, schema = _options(option), None, None
     if template is None and param:
         raise BadInput("-p/--param fills a template's variables: add -t NAME")
-    got = gather(attachments=attachment, fragments=fragment, system_fragments=system_fragment, stdin=_stdin_bytes)
+    got = gather(attachments=attachment, fragments=fragment, system_fragments=system_fragment, stdin=_stdin_bytes,
+                 typed_attachments=_typed(attachment_type))
     # llm's order: what is piped in, a space, then the argument.
     stdin = None if got.stdin_used else _stdin_text()
     if stdin is not None and stdin.strip():
@@ -340,6 +351,15 @@ def prompt_command(
 def chat_command(
     model: Optional[str] = typer.Option(None, "-m", "--model", help="Model to chat with (localfirst's, or llm's)."),
     system: Optional[str] = typer.Option(None, "-s", "--system", help="System prompt, sent with the first turn."),
+    attachment: list[str] = typer.Option([], "-a", "--attachment", metavar="PATH|URL",
+                                         help="Attach a file or a URL to the first turn; repeatable."),
+    attachment_type: list[str] = typer.Option([], "--at", "--attachment-type", metavar=TYPED_FILE,
+                                              help="Attach with this MIME type to the first turn; repeatable."),
+    fragment: list[str] = typer.Option([], "-f", "--fragment", metavar="PATH|URL",
+                                       help="Text sent before the first turn's prompt, and recorded; repeatable."),
+    system_fragment: list[str] = typer.Option([], "--sf", "--system-fragment", metavar="PATH|URL",
+                                              help="Text sent before the system prompt, with the first turn; "
+                                                   "repeatable."),
     continue_: bool = typer.Option(False, "-c", "--continue", help="Continue the latest conversation."),
     cid: Optional[str] = typer.Option(None, "--cid", help="Continue this conversation (id or 8+ characters of it)."),
     option: list[str] = typer.Option([], "-o", "--option", metavar=PAIR, help="Model option, repeatable."),
@@ -348,6 +368,13 @@ def chat_command(
 ) -> None:
     """Chat with a model; every turn is logged into one conversation."""
     from .chatting import ChatSession, chat_loop
+    from .inputs import gather
+
+    if "-" in (*attachment, *(spec for spec, _ in _typed(attachment_type)), *fragment, *system_fragment):
+        raise BadInput("chat reads its prompts from stdin, so - cannot be an attachment or a fragment")
+    # Read before the first line, so that one that cannot be read stops the chat before it starts.
+    got = gather(attachments=attachment, fragments=fragment, system_fragments=system_fragment,
+                 typed_attachments=_typed(attachment_type), stdin=_stdin_bytes)
 
     at_terminal = sys.stdin is not None and sys.stdin.isatty()
     if at_terminal:
@@ -358,7 +385,9 @@ def chat_command(
         sys.stdout.flush()
 
     session = ChatSession(_continuing_store(continue_, cid), model=model, system=system, options=_options(option),
-                          continue_latest=continue_, cid=cid, key=key, stream=not no_stream)
+                          continue_latest=continue_, cid=cid, key=key, stream=not no_stream,
+                          attachments=got.attachments, fragments=got.fragments,
+                          system_fragments=got.system_fragments)
     chat_loop(session, read_line=input, write=write, keep_going=at_terminal)
 
 
@@ -577,27 +606,29 @@ def models_add(
 
 @models_app.command("list")
 def models_list(
-    json_output: bool = typer.Option(False, "--json", help="Output a JSON array of the configured models."),
+    json_output: bool = typer.Option(False, "--json", help="Output a JSON array (with a source for each model)."),
     with_llm: bool = typer.Option(True, "--llm/--no-llm", help="Also list llm's models, when llm is installed."),
 ) -> None:
     """Configured models (* marks the default), then llm's."""
-    from .listing import models_table
-    from .models import default_model_name
+    from .listing import llm_models_text, models_json, models_table
+    from .models import builtin_models, default_model_name
     from .models.config import key_source, load_config
 
     models = list(load_config().models.values())
-    if json_output:
-        _print_json([m.to_json() for m in models])
-    else:
-        sources = {m.name: key_source(m) for m in models}
-        typer.echo(models_table(models, default=default_model_name(), key_sources=sources))
-        if with_llm:
-            from .listing import llm_models_text
-            from .models.via_llm import llm_model_names
+    taken = {*builtin_models(), *(m.name for m in models)}
+    llm_models: list[tuple[str, list[str]]] = []
+    if with_llm:
+        from .models.via_llm import llm_model_names  # imports llm, when it is installed
 
-            extra = llm_models_text(llm_model_names(), taken={"echo", *(m.name for m in models)})
-            if extra:
-                typer.echo("\n" + extra)
+        llm_models = llm_model_names()
+    if json_output:
+        _print_json(models_json(models, llm_models, taken=taken))
+        return
+    sources = {m.name: key_source(m) for m in models}
+    typer.echo(models_table(models, default=default_model_name(), key_sources=sources))
+    extra = llm_models_text(llm_models, taken=taken)
+    if extra:
+        typer.echo("\n" + extra)
 
 
 @models_app.command("default")

@@ -9,7 +9,8 @@ is sent ahead of the prompt (or the system prompt) and recorded, as llm does.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from .records import Attachment
 
 __all__ = [
     "Fragment", "read_attachment", "read_fragment", "is_url", "sniff_mime", "join_prompt", "join_system",
-    "fragment_record", "MAX_FETCH_BYTES", "Gathered", "gather",
+    "fragment_record", "MAX_FETCH_BYTES", "Gathered", "gather", "check_mime_type",
 ]
 
 # A URL is read whole into memory and stored: refuse anything larger.
@@ -48,6 +49,17 @@ class Fragment:
     def hash(self) -> str:
         # The same id llm gives a fragment: the SHA-256 of its UTF-8 text.
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
+
+
+# RFC 6838: type "/" subtype, each a restricted token; parameters (";charset=...") are not taken.
+_MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def check_mime_type(value: str, spec: str) -> str:
+    """``--at SPEC TYPE``: the type, lower-cased, when it has the form ``type/subtype``."""
+    if not _MIME.fullmatch(value.strip()):
+        raise BadInput(f"--at {spec} {value!r}: the type must look like image/jpeg (type/subtype)")
+    return value.strip().lower()
 
 
 def is_url(spec: str) -> bool:
@@ -185,13 +197,19 @@ class Gathered:
 
 
 def gather(*, attachments: list[str], fragments: list[str], system_fragments: list[str],
-           stdin: Callable[[], bytes]) -> Gathered:
-    """Read every ``-a``, ``-f`` and ``--sf`` in order; stdin (``-``) may be named once."""
-    dashes = [s for s in (*attachments, *fragments, *system_fragments) if s == "-"]
+           stdin: Callable[[], bytes], typed_attachments: Sequence[tuple[str, str]] = ()) -> Gathered:
+    """Read every ``-a``, ``--at``, ``-f`` and ``--sf`` in order; stdin (``-``) may be named once.
+
+    ``typed_attachments`` are ``--at PATH TYPE`` pairs; as in llm they follow
+    the ``-a`` attachments. Every type is checked before anything is read.
+    """
+    typed = [(spec, check_mime_type(kind, spec)) for spec, kind in typed_attachments]
+    dashes = [s for s in (*attachments, *(spec for spec, _ in typed), *fragments, *system_fragments) if s == "-"]
     if len(dashes) > 1:
-        raise BadInput("stdin (-) can be read once: name it in one -a, -f or --sf")
+        raise BadInput("stdin (-) can be read once: name it in one -a, --at, -f or --sf")
     return Gathered(
-        attachments=[read_attachment(s, stdin=stdin) for s in attachments],
+        attachments=[read_attachment(s, stdin=stdin) for s in attachments]
+        + [read_attachment(spec, stdin=stdin, mime_type=kind) for spec, kind in typed],
         fragments=[read_fragment(s, stdin=stdin) for s in fragments],
         system_fragments=[read_fragment(s, stdin=stdin) for s in system_fragments],
         stdin_used=bool(dashes),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .models.config import ModelConfig
 from .templates import TemplateVersion
 
-__all__ = ["models_table", "llm_models_text", "templates_table", "template_history_text", "table"]
+__all__ = ["models_table", "llm_models_text", "models_json", "templates_table", "template_history_text", "table"]
 
 
 def table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -26,14 +27,31 @@ def models_table(models: list[ModelConfig], *, default: str, key_sources: dict[s
     return table(rows)
 
 
+def _llm_name(model_id: str, taken: set[str]) -> str:
+    """How ``-m`` names one of llm's models here: ``llm:ID`` where localfirst has a model of that name."""
+    return "llm:" + model_id if model_id in taken else model_id
+
+
 def llm_models_text(models: list[tuple[str, list[str]]], *, taken: set[str]) -> str:
-    """llm's models, as ``-m`` names them here: ``llm:ID`` where localfirst has a model of that name."""
+    """llm's models, as ``-m`` names them here."""
     if not models:
         return ""
     rows = [("LLM MODEL", "ALIASES")]
     for model_id, aliases in models:
-        rows.append(("llm:" + model_id if model_id in taken else model_id, ", ".join(aliases)))
+        rows.append((_llm_name(model_id, taken), ", ".join(aliases)))
     return table(rows)
+
+
+def models_json(models: list[ModelConfig], llm_models: list[tuple[str, list[str]]], *,
+                taken: set[str]) -> list[dict[str, Any]]:
+    """Configured models (``"source": "localfirst"``), then llm's (``"source": "llm"``), as ``--json`` lists them.
+
+    ``name`` is what ``-m`` takes; an llm model's ``model`` is llm's own id.
+    """
+    out: list[dict[str, Any]] = [{**m.to_json(), "source": "localfirst"} for m in models]
+    out += [{"name": _llm_name(model_id, taken), "model": model_id, "aliases": aliases, "source": "llm"}
+            for model_id, aliases in llm_models]
+    return out
 
 
 def _one_line(text: str | None, width: int = 60) -> str:

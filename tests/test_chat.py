@@ -149,3 +149,72 @@ def test_chat_in_a_real_terminal(tmp_path):
     rows = json.loads(run_subprocess("logs", "--json", env={"LOCALFIRST_HOME": str(home)}).stdout)
     assert [r["prompt"] for r in rows] == ["hello terminal", "first line\nsecond line"]
     assert len({r["conversation_id"] for r in rows}) == 1
+
+
+# -- -a, --at, -f and --sf: with the first turn, as llm's chat sends its -f ----------------
+
+
+def test_attachments_and_fragments_go_with_the_first_turn_only(run, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("WAL is write-ahead logging.")
+    rules = tmp_path / "rules.txt"
+    rules.write_text("Answer briefly.")
+    image = tmp_path / "dot.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)
+    blob = tmp_path / "photo.bin"
+    blob.write_bytes(b"\xff\xd8\xff jpeg bytes")
+    r = run("chat", "-s", "Be kind.", "-f", str(notes), "--sf", str(rules), "-a", str(image),
+            "--at", str(blob), "image/jpeg", input="what is WAL?\nand then?\n")
+    assert r.code == 0, r.err
+    first, second = logged(run)
+    assert first["prompt"] == "WAL is write-ahead logging.\nwhat is WAL?"
+    assert first["system"] == "Answer briefly.\n\nBe kind."
+    assert [a["type"] for a in first["attachments"]] == ["image/png", "image/jpeg"]
+    assert first["prompt_fragments"][0]["source"] == str(notes)
+    assert first["system_fragments"][0]["content"] == "Answer briefly."
+    assert (second["prompt"], second["system"], second["attachments"], second["prompt_fragments"]) == (
+        "and then?", None, [], [])
+    assert first["conversation_id"] == second["conversation_id"]
+
+
+def test_continuing_a_chat_sends_them_with_its_first_new_turn(run, tmp_path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("context")
+    assert run("chat", input="start\n").code == 0
+    assert run("chat", "-c", "-f", str(notes), input="more\nagain\n").code == 0
+    rows = logged(run)
+    assert [x["prompt"] for x in rows] == ["start", "context\nmore", "again"]
+    assert len({x["conversation_id"] for x in rows}) == 1
+
+
+def test_an_llm_model_in_chat_gets_the_attachment_on_the_first_turn(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm"))
+    image = tmp_path / "photo.bin"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8)
+    r = run("chat", "-m", "llm:echo", "--at", str(image), "image/png", input="look\nagain\n")
+    assert r.code == 0, r.err
+    first, second = logged(run)
+    # llm-echo answers with the attachments llm handed it.
+    assert [a["type"] for a in json.loads(first["response"])["attachments"]] == ["image/png"]
+    assert json.loads(second["response"])["attachments"] == []
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["-a", "/no/such/image.png"], "does not exist"),
+    (["-f", "/no/such/notes.md"], "does not exist"),
+    (["--at", "/no/such/photo.bin", "image/jpeg"], "does not exist"),
+    (["--at", "photo.bin", "not-a-type"], "type/subtype"),
+    (["-a", "-"], "reads its prompts from stdin"),
+    (["--sf", "-"], "reads its prompts from stdin"),
+    (["-f", "URL"], "404"),
+])
+def test_bad_chat_inputs_stop_it_before_it_starts(run, args, fragment):
+    from file_server import serving
+
+    assert run("seed").code == 0
+    before = logged(run)
+    with serving() as files:
+        r = run("chat", *[files.url("/gone") if a == "URL" else a for a in args], input="hello\n")
+    assert_one_line_error(r, fragment)
+    assert "Chatting with" not in r.out
+    assert logged(run) == before

@@ -277,3 +277,65 @@ def test_key_is_sent_for_this_call_only_and_never_stored(run, tmp_path):
     listed = json.dumps(logged(run))
     assert base64.b64encode(PNG).decode()[:40] not in listed
     assert "data:image/png;base64,..." in listed
+
+
+# -- --at PATH TYPE --------------------------------------------------------------------
+
+
+def test_attachment_type_names_the_type_of_a_path_a_url_or_stdin(run, tmp_path, files):
+    blob = tmp_path / "photo.bin"  # a name that says nothing of its type
+    blob.write_bytes(b"\xff\xd8\xff\xe0 a jpeg, says its sender")
+    files.pages["/raw"] = Page(b"RIFF....WEBPVP8 ", "application/octet-stream")
+    image = tmp_path / "dot.png"
+    image.write_bytes(PNG)
+    r = run("--at", str(blob), "image/JPEG", "--at", files.url("/raw"), "image/webp", "-a", str(image), "look")
+    assert r.code == 0, r.err
+    got = logged(run)[0]
+    # -a first, then each --at in order, as llm resolves them.
+    assert [a["type"] for a in got["attachments"]] == ["image/png", "image/jpeg", "image/webp"]
+    assert got["attachments"][1]["path"] == str(blob)
+    assert got["attachments"][2]["url"] == files.url("/raw")
+    assert stored_bytes(got["attachments"][2]["id"]) == b"RIFF....WEBPVP8 "
+    env = {**os.environ, "LOCALFIRST_HOME": str(tmp_path / "other")}
+    proc = subprocess.run([sys.executable, "-m", "localfirst", "--at", "-", "audio/x-custom", "hear this"],
+                          input=b"\x00\x01 not text \xff", capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    listed = json.loads(run_subprocess("logs", "--json", env=env).stdout)[0]
+    assert (listed["prompt"], listed["attachments"][0]["type"]) == ("hear this", "audio/x-custom")
+
+
+def test_attachment_type_is_what_an_http_model_is_sent(run, tmp_path):
+    blob = tmp_path / "photo.bin"
+    blob.write_bytes(PNG)
+    with running() as server:
+        assert run("models", "add", "srv", "--base-url", server.base_url, "--model", "m").code == 0
+        server.script(completion("a jpeg"))
+        r = run("-m", "srv", "--at", str(blob), "image/jpeg", "--no-stream", "what is it")
+        assert r.code == 0, r.err
+        sent = server.seen[0].body["messages"][-1]["content"][0]["image_url"]["url"]
+    assert sent.startswith("data:image/jpeg;base64,")
+
+
+@pytest.mark.parametrize("case", ["missing path", "bad type", "type with parameters", "url 404", "refused",
+                                  "one argument", "two stdins"])
+def test_bad_attachment_types_are_one_line_and_nothing_is_logged(run, files, tmp_path, case):
+    assert run("seed").code == 0
+    blob = tmp_path / "photo.bin"
+    blob.write_bytes(PNG)
+    args, fragment = {
+        "missing path": (["--at", str(tmp_path / "nope.jpg"), "image/jpeg"], "does not exist"),
+        "bad type": (["--at", str(blob), "jpeg"], "type/subtype"),
+        "type with parameters": (["--at", str(blob), "text/plain; charset=utf-8"], "type/subtype"),
+        "url 404": (["--at", files.url("/gone"), "image/png"], "404"),
+        "refused": (["--at", f"http://127.0.0.1:{_refused_port()}/x", "image/png"], "cannot be fetched"),
+        "one argument": (["--at", str(blob)], "--at"),
+        "two stdins": (["--at", "-", "image/png", "-f", "-"], "stdin (-) can be read once"),
+    }[case]
+    before = db_state()
+    # The type is checked before anything is fetched.
+    r = run(*args, "describe", input="x") if case != "one argument" else run(*args)
+    assert_one_line_error(r, fragment)
+    assert r.out == ""
+    assert db_state() == before
+    if case == "bad type":
+        assert files.hits == []

@@ -208,9 +208,12 @@ def test_a_real_browser_shows_the_transcript_and_runs_no_logged_script(server) -
     assert "&lt;script&gt;document.body.setAttribute('data-pwned','1')&lt;/script&gt;" in dom
     assert not re.search(r"<body[^>]*data-pwned", dom), "a script from a logged response ran"
     assert "<script" not in dom
-    # Datasette's search box on the table, and the ranked canned query.
+    # Datasette's search box on the table: the browser is led to the ranked canned query.
+    table = _browser("--dump-dom", f"{url}/responses").stdout
+    assert 'name="_search"' in table
     box = _browser("--dump-dom", f"{url}/responses?_search=tool").stdout
-    assert 'name="_search"' in box and rids[1] in box and rids[0] not in box
+    assert 'name="q"' in box and 'value="tool"' in box and "responses_fts.rank" in box
+    assert rids[1] in box and rids[0] not in box
     found = _browser("--dump-dom", f"{url}/search?q=wal").stdout
     assert rids[0] in found and rids[1] not in found
     _browser("--window-size=1200,900", f"--screenshot={ARTIFACTS / 'search.png'}", f"{url}/search?q=wal")

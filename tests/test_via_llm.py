@@ -138,6 +138,8 @@ def test_llm_is_imported_only_on_the_path_that_runs_its_model(tmp_path):
     assert not _imports_llm("-m", "echo", "hi", home=tmp_path)
     assert not _imports_llm("logs", "list", "-n", "1", home=tmp_path)
     assert _imports_llm("-m", "llm:echo", "hi", home=tmp_path)
+    assert not _imports_llm("models", "list", "--json", "--no-llm", home=tmp_path)
+    assert _imports_llm("models", "list", "--json", home=tmp_path)
 
 
 def test_models_lists_llms_models_by_the_name_m_takes(run):
@@ -145,3 +147,172 @@ def test_models_lists_llms_models_by_the_name_m_takes(run):
     lines = [line.split() for line in shown.splitlines()]
     assert ["llm:echo"] in lines and ["echo-needs-key"] in lines  # localfirst's echo keeps the plain name
     assert "llm:echo" not in run("models", "--no-llm").out
+
+
+# -- --at, models --json, and tool calls in a continued conversation ------------------------
+
+
+def test_attachment_type_reaches_llms_model(run, tmp_path):
+    blob = tmp_path / "photo.bin"
+    blob.write_bytes(PNG)
+    r = run("-m", "llm:echo", "--at", str(blob), "image/gif", "what is it")
+    assert r.code == 0, r.err
+    assert [a["type"] for a in json.loads(r.out)["attachments"]] == ["image/gif"]
+    before = db_state()
+    # llm-echo takes png, jpeg and gif only: llm's refusal is one line, nothing logged.
+    assert_one_line_error(run("-m", "llm:echo", "--at", str(blob), "image/tiff", "x"), "image/tiff")
+    assert db_state() == before
+
+
+def test_models_json_lists_llms_models_with_their_source(run):
+    assert run("models", "add", "local", "--base-url", "http://127.0.0.1:9/v1", "--model", "llama").code == 0
+    listed = json.loads(run("models", "list", "--json").out)
+    assert listed[0]["name"] == "local" and listed[0]["source"] == "localfirst"
+    from_llm = {m["name"]: m for m in listed if m["source"] == "llm"}
+    assert from_llm["llm:echo"] == {"name": "llm:echo", "model": "echo", "aliases": [], "source": "llm"}
+    assert from_llm["echo-needs-key"]["model"] == "echo-needs-key"
+    assert json.loads(run("models", "--json").out) == listed  # bare `models` is `models list`
+    assert [m["source"] for m in json.loads(run("models", "list", "--json", "--no-llm").out)] == ["localfirst"]
+
+
+def test_models_json_without_llm_installed(run, monkeypatch):
+    import localfirst.models.via_llm as via
+
+    monkeypatch.setattr(via, "llm_installed", lambda: False)
+    assert json.loads(run("models", "list", "--json").out) == []
+
+
+class Recorder:
+    """An llm model, registered through llm's own plugin hook, that keeps the messages llm hands it."""
+
+    seen: list[list[dict]] = []
+
+    @staticmethod
+    def model() -> object:
+        import llm
+
+        class RecorderModel(llm.Model):
+            model_id = "recorder"
+            supports_tools = True
+            can_stream = True
+
+            def execute(self, prompt, stream, response, conversation=None):  # type: ignore[no-untyped-def]
+                Recorder.seen.append([m.to_dict() for m in prompt.messages])
+                yield "recorded"
+
+        return RecorderModel()
+
+
+@pytest.fixture
+def recorder():
+    import llm
+    from llm.plugins import pm
+
+    class Plugin:
+        @llm.hookimpl
+        def register_models(self, register):  # type: ignore[no-untyped-def]
+            register(Recorder.model())
+
+    Recorder.seen = []
+    pm.register(Plugin(), name="localfirst-test-recorder")
+    try:
+        yield Recorder.seen
+    finally:
+        pm.unregister(name="localfirst-test-recorder")
+
+
+def test_continuing_sends_the_tool_calls_and_results_llm_logged(run, tmp_path, recorder):
+    """llm runs a tool; the conversation, imported, is continued here through another of llm's models."""
+    import sqlite_utils
+    from llm.cli import LogStore
+
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path / "llm")}
+    asked = json.dumps({"tool_calls": [{"name": "llm_version"}], "prompt": "which version?"})
+    done = subprocess.run([sys.executable, "-m", "llm", "-m", "echo", "-T", "llm_version", asked],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert run("import", "llm", str(tmp_path / "llm" / "logs.db")).code == 0
+    rows = logged(run)
+    assert [p["type"] for p in rows[0]["parts"]] == ["text", "tool_call"]
+    assert [p["type"] for p in rows[1]["parts"]] == ["tool_result"]
+    cid = rows[0]["conversation_id"]
+    # What llm itself loads from its own database to continue this conversation (`llm -c`).
+    llms = [m.to_dict() for m in LogStore(sqlite_utils.Database(tmp_path / "llm" / "logs.db")).thread_messages(cid)]
+    assert [m["role"] for m in llms] == ["user", "assistant", "tool", "assistant"]
+
+    r = run("-m", "recorder", "--cid", cid, "and which Python?")
+    assert r.code == 0, r.err
+    [sent] = recorder
+    assert sent == [*llms, {"role": "user", "parts": [{"type": "text", "text": "and which Python?"}]}]
+    assert sent[1]["parts"][1]["name"] == "llm_version" and sent[2]["parts"][0]["output"] == "0.36"
+    assert logged(run)[-1]["conversation_id"] == cid
+
+
+def test_tool_parts_logged_by_hand_are_sent_in_order(run, recorder):
+    call = {"type": "tool_call", "role": "assistant", "tool_call_id": "call_1", "name": "weather",
+            "arguments": {"city": "Paris"}}
+    result = {"type": "tool_result", "role": "user", "tool_call_id": "call_1", "name": "weather",
+              "output": "sunny", "error": None}
+    assert run("log", "--json", input=json.dumps({"model": "m", "system": "terse", "prompt": "Paris weather?",
+                                                  "parts": [call]})).code == 0
+    assert run("log", "--json", "-c", input=json.dumps({"model": "m", "response": "Sunny.",
+                                                        "parts": [result]})).code == 0
+    assert run("-m", "recorder", "-c", "tomorrow?").code == 0
+    [sent] = recorder
+    assert sent == [
+        {"role": "system", "parts": [{"type": "text", "text": "terse"}]},
+        {"role": "user", "parts": [{"type": "text", "text": "Paris weather?"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "name": "weather", "arguments": {"city": "Paris"},
+                                         "tool_call_id": "call_1"}]},
+        {"role": "tool", "parts": [{"type": "tool_result", "name": "weather", "output": "sunny",
+                                    "tool_call_id": "call_1"}]},
+        {"role": "assistant", "parts": [{"type": "text", "text": "Sunny."}]},
+        {"role": "user", "parts": [{"type": "text", "text": "tomorrow?"}]},
+    ]
+
+
+@pytest.mark.parametrize("stored,sent", [
+    ({"city": "Paris"}, {"city": "Paris"}),
+    ('{"city": "Paris"}', {"city": "Paris"}),
+    (None, {}),
+    ([1, 2], {"value": [1, 2]}),
+    ("not json", {"value": "not json"}),
+])
+def test_tool_call_arguments_become_an_object(stored, sent):
+    from llm.parts import ToolCallPart
+
+    from localfirst.models.via_llm import history_messages
+    from localfirst.records import Part
+
+    turn = Response(model="m", prompt="q", parts=[Part(type="tool_call", tool_name="t", arguments=stored)])
+    [_user, reply] = history_messages([turn])
+    [call] = reply.parts
+    assert isinstance(call, ToolCallPart) and call.arguments == sent
+
+
+def test_what_llm_kept_beside_a_part_is_given_back():
+    from llm.parts import ReasoningPart, ToolCallPart
+
+    from localfirst.models.via_llm import history_messages
+    from localfirst.records import Part
+
+    signed = {"anthropic": {"signature": "sig-123"}}
+    turn = Response(model="m", prompt="q", response="a", parts=[
+        Part(type="reasoning", text="", extras={"llm:redacted": True, "llm:provider_metadata": signed}),
+        Part(type="text", text="a"),
+        Part(type="tool_call", tool_name="search", arguments={}, extras={"llm:server_executed": True}),
+    ])
+    [_user, reply] = history_messages([turn])
+    thought, text, call = reply.parts
+    assert isinstance(thought, ReasoningPart) and thought.redacted and thought.provider_metadata == signed
+    assert text.text == "a" and text.provider_metadata is None
+    assert isinstance(call, ToolCallPart) and call.server_executed
+    # None of it changes how a turn is hashed for llm's database.
+    from localfirst.exporters.llm_db import message_hash
+    from localfirst.exporters.llm_turns import turn_messages
+
+    bare = Response(model="m", prompt="q", response="a", parts=[
+        Part(type="reasoning", text=""), Part(type="text", text="a"), Part(type="tool_call", tool_name="search",
+                                                                          arguments={})])
+    assert message_hash(turn_messages(turn, system=None)[1], None) == message_hash(
+        turn_messages(bare, system=None)[1], None)

@@ -15,7 +15,8 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ..exporters.llm_db import LlmWriter, _Message, llm_time, message_hash
+from ..exporters.llm_db import LlmWriter, llm_time, message_hash
+from ..exporters.llm_turns import LlmMessage
 from ..records import Response
 from ..store import Store
 from .target import LlmTarget
@@ -26,7 +27,7 @@ __all__ = ["llm_ids", "write_missing"]
 class _Appender(LlmWriter):
     """The exporter's writer, for a database that already holds messages."""
 
-    def _ensure(self, m: _Message, parent: str | None) -> str:
+    def _ensure(self, m: LlmMessage, parent: str | None) -> str:
         h = message_hash(m, parent)
         if h not in self.known and self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone():
             self.known.add(h)

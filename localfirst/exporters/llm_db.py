@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
@@ -20,9 +20,10 @@ from typing import Any
 
 from ..db import translate
 from ..errors import BadInput, NotFound
-from ..records import Attachment, Part, Response
+from ..records import Attachment, Response
 from ..store import Store
 from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
+from .llm_turns import LlmMessage, turn_messages
 
 __all__ = ["export_llm", "LlmExport", "LlmWriter", "llm_time"]
 
@@ -32,13 +33,6 @@ class LlmExport:
     path: str
     conversations: int = 0
     responses: int = 0
-
-
-@dataclass
-class _Message:
-    role: str
-    parts: list[dict[str, Any]] = field(default_factory=list)  # the dicts llm hashes
-    attachments: list[list[Attachment]] = field(default_factory=list)  # per part
 
 
 def _canonical(obj: Any) -> str:
@@ -51,7 +45,7 @@ def _llm_attachment_id(a: Attachment) -> str:
     return a.id
 
 
-def message_hash(message: _Message, parent: str | None) -> str:
+def message_hash(message: LlmMessage, parent: str | None) -> str:
     parts = []
     for part, atts in zip(message.parts, message.attachments, strict=True):
         d = dict(part)
@@ -141,61 +135,16 @@ class LlmWriter:
                 tip = written[r.id]
                 system = r.system or system
                 continue
-            inputs: list[_Message] = []
-            if r.system and r.system != system:
-                inputs.append(_Message("system", [{"type": "text", "text": r.system}], [[]]))
-                system = r.system
-            results = [p for p in r.parts if p.role == "user" and p.type == "tool_result"]
-            if results:
-                inputs.append(self._message("tool", results))
-            user = [p for p in r.parts if p.role == "user" and p.type == "attachment"]
-            if r.prompt or user or not inputs:
-                msg = self._message("user", user)
-                msg.parts.insert(0, {"type": "text", "text": r.prompt or ""})
-                msg.attachments.insert(0, [])
-                inputs.append(msg)
+            inputs, reply = turn_messages(r, system=system)
+            system = r.system or system
             parent = tip
             for m in inputs:
                 parent = self._ensure(m, parent)
-            out = [p for p in r.parts if p.role == "assistant"]
-            reply = self._message("assistant", out)
-            if r.response and not any(p.type == "text" for p in out):
-                reply.parts.append({"type": "text", "text": r.response})
-                reply.attachments.append([])
-            if r.reasoning and not any(p.type == "reasoning" for p in out):
-                reply.parts.insert(0, {"type": "reasoning", "text": r.reasoning})
-                reply.attachments.insert(0, [])
             tip = self._ensure(reply, parent)
             self._turn(r, parent, tip)
         return tip
 
-    def _message(self, role: str, parts: list[Part]) -> _Message:
-        msg = _Message(role)
-        for p in parts:
-            d: dict[str, Any]
-            atts: list[Attachment] = []
-            if p.type in ("text", "reasoning"):
-                d = {"type": p.type, "text": p.text or ""}
-            elif p.type == "tool_call":
-                d = {"type": "tool_call", "name": p.tool_name or "", "arguments": p.arguments or {}}
-                if p.tool_call_id is not None:
-                    d["tool_call_id"] = p.tool_call_id
-            elif p.type == "tool_result":
-                d = {"type": "tool_result", "name": p.tool_name or "", "output": p.text or ""}
-                if p.tool_call_id is not None:
-                    d["tool_call_id"] = p.tool_call_id
-                if p.error is not None:
-                    d["exception"] = p.error
-            elif p.type == "attachment" and p.attachment is not None:
-                d = {"type": "attachment"}
-                atts = [p.attachment]
-            else:
-                continue
-            msg.parts.append(d)
-            msg.attachments.append(atts)
-        return msg
-
-    def _ensure(self, m: _Message, parent: str | None) -> str:
+    def _ensure(self, m: LlmMessage, parent: str | None) -> str:
         h = message_hash(m, parent)
         if h in self.known:
             return h

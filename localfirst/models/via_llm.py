@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BadInput, ConfigError, Interrupted, ModelError
-from ..records import Part, Response
+from ..records import Attachment, Part, Response
 from . import PromptRequest
 
 __all__ = ["PREFIX", "llm_installed", "find_llm_model", "LlmModel", "history_messages", "llm_model_names"]
@@ -54,30 +54,88 @@ def llm_model_names() -> list[tuple[str, list[str]]]:
 
 
 def history_messages(history: list[Response]) -> list[Any]:
-    """The conversation so far as llm's messages: the system prompt, then each prompt and answer."""
-    import llm
-    from llm.parts import AttachmentPart, Message, TextPart
+    """The conversation so far as llm's messages, as llm stores a thread and sends it on ``llm -c``.
+
+    Per turn: the system prompt when it changes, the tool results the turn
+    carried back (a ``tool`` message), the prompt with its attachments, then
+    the reply: reasoning, text and the tool calls the model made. The same
+    rule writes turns into llm's database (:mod:`localfirst.exporters.llm_turns`).
+    As llm does, empty text is left out, and so is a message left with nothing.
+    An attachment known by neither bytes nor URL cannot be sent and is left out.
+    """
+    from llm.parts import Message
+
+    from ..exporters.llm_turns import turn_messages
 
     out: list[Any] = []
     system: str | None = None
     for r in history:
-        if r.system and r.system != system:
-            out.append(Message(role="system", parts=[TextPart(text=r.system)]))
-            system = r.system
-        sent: list[Any] = [
-            AttachmentPart(attachment=llm.Attachment(type=p.attachment.mime_type, content=p.attachment.content,
-                                                     url=p.attachment.url if p.attachment.content is None else None))
-            for p in r.parts
-            if p.type == "attachment" and p.attachment is not None
-            and (p.attachment.content is not None or p.attachment.url)
-        ]
-        if r.prompt:
-            sent.append(TextPart(text=r.prompt))
-        if sent:
-            out.append(Message(role="user", parts=sent))
-        if r.response:
-            out.append(Message(role="assistant", parts=[TextPart(text=r.response)]))
+        inputs, reply = turn_messages(r, system=system)
+        system = r.system or system
+        for message in (*inputs, reply):
+            parts = [p for d, atts, meta in zip(message.parts, message.attachments, message.meta, strict=True)
+                     if (p := _llm_part(d, atts, meta)) is not None]
+            if parts:
+                out.append(Message(role=message.role, parts=parts))
     return out
+
+
+def _llm_attachment(a: Attachment) -> Any:
+    import llm
+
+    if a.content is not None:
+        return llm.Attachment(type=a.mime_type, content=a.content)
+    if a.url:
+        return llm.Attachment(type=a.mime_type, url=a.url)
+    return None
+
+
+def _llm_part(d: dict[str, Any], atts: list[Attachment], meta: dict[str, Any]) -> Any:
+    """One of llm's parts for a part dict of :func:`turn_messages`; None for one with nothing to send.
+
+    ``meta``: the provider's data llm kept with the part (a reasoning
+    signature, say), whether the provider ran the tool and whether reasoning
+    was withheld, given back as llm gives them from its own database.
+    """
+    from llm.parts import AttachmentPart, ReasoningPart, TextPart, ToolCallPart, ToolResultPart
+
+    kind = d["type"]
+    provider = meta.get("provider_metadata") if isinstance(meta.get("provider_metadata"), dict) else None
+    server = meta.get("server_executed") is True
+    if kind == "text":
+        return TextPart(text=d["text"], provider_metadata=provider) if d["text"] else None
+    if kind == "reasoning":
+        redacted = meta.get("redacted") is True
+        if not (d["text"] or redacted or provider):
+            return None
+        return ReasoningPart(text=d["text"], redacted=redacted, provider_metadata=provider)
+    sendable = [x for x in (_llm_attachment(a) for a in atts) if x is not None]
+    if kind == "attachment":
+        return AttachmentPart(attachment=sendable[0], provider_metadata=provider) if sendable else None
+    if kind == "tool_call":
+        return ToolCallPart(name=d["name"], arguments=_arguments(d["arguments"]), tool_call_id=d.get("tool_call_id"),
+                            server_executed=server, provider_metadata=provider)
+    return ToolResultPart(name=d["name"], output=d["output"], tool_call_id=d.get("tool_call_id"),
+                          exception=d.get("exception"), attachments=sendable, server_executed=server,
+                          provider_metadata=provider)
+
+
+def _arguments(value: Any) -> dict[str, Any]:
+    """A tool call's arguments as the object llm's parts hold.
+
+    A JSON text of an object (as some imports keep it) is decoded; anything
+    else that is not an object is sent as ``{"value": ...}`` rather than dropped.
+    """
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    if isinstance(value, dict):
+        return value
+    return {} if value is None else {"value": value}
 
 
 class LlmModel:

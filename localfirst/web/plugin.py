@@ -1,7 +1,8 @@
 """The Datasette plugin of ``localfirst serve``: the conversation page and links to it.
 
-One route, ``/-/conversation/<id>``, and a cell renderer that links every
-response row (and every conversation) to its transcript.
+One route, ``/-/conversation/<id>``, a cell renderer that links every
+response row (and every conversation) to its transcript, and the search box
+of ``responses`` sent to the ranked ``search`` query (:mod:`.search`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..db import connect
 from ..errors import LocalFirstError
 from ..store import Store
 from .page import CSP, render_conversation
+from .search import QUERY, TABLE, ranked_search_location
 
 __all__ = ["conversation_page", "PATH"]
 
@@ -72,3 +74,25 @@ def render_cell(row: Any, value: Any, column: str, table: str | None, database: 
     if label is not None:
         shown = Markup(f'<a href="/{escape(database)}/conversations/{escape(cid)}">{escape(label)}</a>')
     return Markup(f'{shown} <a href="{PATH}{escape(cid)}{escape(anchor)}">transcript</a>')
+
+
+@hookimpl
+def asgi_wrapper(datasette: Any) -> Any:
+    def wrap(app: Any) -> Any:
+        async def ranked_search(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope.get("type") == "http" and scope.get("method") in ("GET", "HEAD"):
+                query = scope.get("query_string", b"").decode("latin-1")
+                name = datasette.get_database().name
+                location = ranked_search_location(scope.get("path", ""), query,
+                                                  table_path=datasette.urls.table(name, TABLE),
+                                                  search_path=datasette.urls.query(name, QUERY))
+                if location is not None:
+                    await send({"type": "http.response.start", "status": 302,
+                                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")]})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+            await app(scope, receive, send)
+
+        return ranked_search
+
+    return wrap
