@@ -769,3 +769,34 @@ def test_every_bad_input_is_one_line_and_writes_nothing(run: Any, tmp_path: Path
     after = (tree(lib), tree(home), sqlite3.connect(db).execute("SELECT count(*) FROM sync_changes").fetchone(),
              sqlite3.connect(db).execute("SELECT count(*) FROM sync_remotes").fetchone())
     assert after == before
+
+
+def test_a_personal_bucket_cannot_smuggle_rows_into_or_out_of_a_team(team: Team, tmp_path: Path) -> None:
+    a = add_template(team.owner, "acme/a", prompt="team words")
+    team.sync_all()
+    home = tmp_path / "home-bucket"
+    sync.add_remote(team.reader, "home", home.as_uri())
+    sync.sync(team.reader, "home")
+    store = json.loads((home / "format.json").read_bytes())["store"]
+    (home / "heads").mkdir(exist_ok=True)
+    acme = team_id(team.reader)
+    attacks = [
+        # a team's template, filed under the team, arriving through a personal remote
+        _template_ops("b", "smuggled", team_id=acme, template_id=TID, version_id=VID),
+        # a tombstone, a new version and a label for the team's template, through the personal remote
+        [("del", "templates", None, a.template_id, soon())],
+        [("put", "template_versions", {"id": VID, "template_id": a.template_id, "hlc": soon(), "prompt": "hijack",
+                                       "created_utc": "2026-12-01T00:00:00.000000Z"}, None, None)],
+        [("set", "template_labels", {"template_id": a.template_id, "label": "production", "version_id": a.id,
+                                     "hlc": soon()}, None, None)],
+    ]
+    for n, ops in enumerate(attacks):
+        host = f"01h00000000000000000000hm{n}"
+        _forge(home, host, ops, store_id=store)
+        with pytest.raises(CorruptObject, match="may not carry|is a team's on this machine"):
+            sync.pull(team.reader, "home")
+        (home / "heads" / f"{host}.json").unlink()
+    assert get_template(team.reader, "acme/a").prompt == "team words"
+    assert team.reader.conn.execute("SELECT count(*) FROM template_labels").fetchone()[0] == 0
+    with pytest.raises(NotFound):
+        get_template(team.reader, "acme/b")
