@@ -175,7 +175,9 @@ TABLES: tuple[SyncedTable, ...] = (
             "options_json": _c("object"), "defaults_json": _c("object"), "extras": _c("object"),
             "created_utc": _c("time", required=True),
         },
-        tombstones=(("templates", "template_id"),),
+        # A version travels with its template's row, so that a team library's
+        # changeset proves which team every version it holds belongs to.
+        tombstones=(("templates", "template_id"),), carries={"template_id": "templates"},
     ),
     # A label (production, staging ...) points at one version of its template;
     # moving it is an edit like renaming a conversation: last writer wins.
@@ -185,7 +187,7 @@ TABLES: tuple[SyncedTable, ...] = (
             "template_id": _c("ulid", required=True), "label": _c("name", required=True),
             "version_id": _c("ulid", required=True, stamped_by="hlc"), "hlc": _c("hlc", required=True),
         },
-        tombstones=(("templates", "template_id"),),
+        tombstones=(("templates", "template_id"),), carries={"template_id": "templates"},
     ),
 )
 BY_NAME = {t.name: t for t in TABLES}

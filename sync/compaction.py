@@ -184,7 +184,10 @@ def compact_session(s: Session, *, margin: float = DEFAULT_MARGIN, purge: bool =
         margin = 0.0
     if s.team_id is not None:
         writable(s.config.read_only, s.name, "compact it")
-        s.team_keys()  # the snapshot is signed: no key, no lease taken
+        # The snapshot is signed: a key the members would refuse takes no lease and deletes nothing.
+        from .send import check_writer
+
+        check_writer(s, s.remote.list("heads/"))
     start = s.remote.requests
     s.store_id()
     lease = _acquire(s)

@@ -37,7 +37,7 @@ from .receive import pull_session
 from .remotes import Remote, RemoteSignal, open_remote
 from .send import push_session
 from .session import Progress, Session, head_key
-from .team import Writers
+from .team import Writers, writable
 
 __all__ = [
     "push", "pull", "sync", "status", "reset_host", "compact", "Compacted", "verify", "Verified",
@@ -233,6 +233,8 @@ def change_passphrase(store: Store, remote: str | None = None, *, passphrase: Se
                       client: Remote | None = None, scrypt_n: int | None = None) -> None:
     """Wrap an encrypted remote's master key under a new passphrase; the old one stops opening it."""
     s = _session(store, remote, client, None)
+    if s.team_id is not None:
+        writable(s.config.read_only, s.name, "change its passphrase")
     keys.change_passphrase(s.remote, _ring(s), passphrase, scrypt_n=scrypt_n)
 
 
@@ -240,6 +242,8 @@ def change_passphrase(store: Store, remote: str | None = None, *, passphrase: Se
 def rotate_key(store: Store, remote: str | None = None, *, client: Remote | None = None) -> str:
     """Add a data key to an encrypted remote; returns its id. New objects use it; old ones stay readable."""
     s = _session(store, remote, client, None)
+    if s.team_id is not None:
+        writable(s.config.read_only, s.name, "add keys to it")
     return keys.rotate_key(s.remote, _ring(s))
 
 

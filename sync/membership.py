@@ -20,7 +20,17 @@ from .changeset import FORMAT, sha256
 from .keys import ENCRYPTED_FORMAT, Keyring, Secret, create_keys, join_keys
 from .remotes import ObjectExists, ObjectMissing, PreconditionFailed, Remote, RemoteConfig, open_remote
 from .session import FORMAT_KEY, SMALL_OBJECT, Counting, read_format
-from .team import WRITERS_KEY, TeamKeys, Writers, check_fingerprint, check_writer_key, fingerprint, load_keys, new_keys
+from .team import (
+    WRITERS_KEY,
+    Removed,
+    TeamKeys,
+    Writers,
+    check_fingerprint,
+    check_writer_key,
+    fingerprint,
+    load_keys,
+    new_keys,
+)
 
 if TYPE_CHECKING:
     from .session import Session
@@ -206,8 +216,9 @@ def list_writers(s: Session) -> Writers:
 def change_writers(s: Session, *, add: str | None = None, remove: str | None = None) -> Writers:
     """The owner adds or removes a writer key; returns the new list (compare-and-swap on the remote).
 
-    A removed writer's changesets that this machine has applied stay valid
-    for everyone (the list names them); any later one is refused.
+    A removed writer's changesets up to each of their hosts' heads as read
+    when the list is replaced stay valid for everyone (pinned by sha256), and
+    so do the snapshots they made; anything later is refused.
     """
     keys = s.team_keys()
     if keys.owner is None:
@@ -231,9 +242,18 @@ def change_writers(s: Session, *, add: str | None = None, remove: str | None = N
             raise error
         hosts = [r[0] for r in s.conn.execute(
             "SELECT host FROM sync_signers WHERE remote = ? AND signer = ?", [s.name, key])]
-        upto = {h: s.chain(h).seq for h in hosts if s.chain(h).seq > 0}
+        # Each of their hosts is pinned at its head as read now, by seq and sha256: what they
+        # pushed until this moment stays valid for everyone, and can no longer be rewritten.
+        upto = {}
+        for host in hosts:
+            seq, sha = s.read_head(host)
+            if seq > 0:
+                upto[host] = (seq, sha)
+        from .snapshot import read_manifest, snapshot_ids
+
+        made = tuple(sid for sid in snapshot_ids(s) if read_manifest(s, sid).writer == key)
         new = replace(current, version=current.version + 1, writers=tuple(w for w in current.writers if w != key),
-                      removed={**current.removed, key: upto})
+                      removed={**current.removed, key: Removed(upto, made)})
     assert keys.owner is not None
     signed = new.signed(keys.owner)
     body = signed.to_bytes()

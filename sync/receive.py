@@ -29,7 +29,7 @@ from .check import Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
 from .snapshot import apply_snapshot, check_manifest_signature, in_order, manifest_key, newest
-from .team import Writers, after_apply, check_scope, check_signature
+from .team import Writers, after_apply, before_apply, check_scope, check_signature
 
 __all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
 
@@ -59,9 +59,16 @@ def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Ch
     signer = None
     if s.team_id is not None:
         signer = check_signature(header, lines, result.writers, where=key, team=s.name)
+        bound = s.conn.execute("SELECT signer FROM sync_signers WHERE remote = ? AND host = ? AND signer != ? LIMIT 1",
+                               [s.name, host, signer]).fetchone()
+        if bound:
+            raise CorruptObject(f"{key}: changeset {q} of host {host} is signed by {signer}, and that host's "
+                                f"changesets by {bound[0]}: a writer may not write under another's host; "
+                                "it was refused")
     batch = decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
     with s.store.write() as conn:
         check_scope(conn, batch, s.team_id, where=key)
+        before_apply(conn, batch, s.team_id)
         with capture.guard(conn, "pull"):
             applier = apply_checked(conn, batch, source=key)
         after_apply(conn, batch, s.team_id)
@@ -101,6 +108,14 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
     def fetch(key: str) -> bytes:
         return s.remote.get(key, max_bytes=MAX_OBJECT)
 
+    # A removed writer's host: what stays valid ends at a pinned changeset (seq, sha256). Nothing
+    # of it is applied before the chain is seen to reach exactly that changeset.
+    pin = result.writers.pins().get(host) if s.team_id is not None and result.writers is not None else None
+    verified = pin is None or chain.seq >= pin[0]
+    if pin is not None and not verified and head_seq < pin[0]:
+        raise CorruptObject(f"the head of host {host} names changeset {head_seq}, before the changeset {pin[0]} the "
+                            "writer list pins for it: its history was cut or rewritten after its writer was removed")
+    waiting: list[tuple[int, str, bytes]] = []
     seqs = range(chain.seq + 1, head_seq + 1)
     fetched = in_order((log_key(host, q) for q in seqs), fetch)
     for q in seqs:
@@ -116,11 +131,22 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
             raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
                                 "or replaced")
         if held is not None:
-            _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
-                   result)
-            s.tick(result.changesets, result.changesets + head_seq - q + 1)
+            if verified:
+                _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
+                       result)
+                s.tick(result.changesets, result.changesets + head_seq - q + 1)
+            else:
+                waiting.append(held)
         prev = sha256(body)
         held = (q, prev, body)
+        if pin is not None and q == pin[0]:
+            if prev != pin[1]:
+                raise CorruptObject(f"{key} is not the changeset the writer list pins for host {host}: it was "
+                                    "rewritten after its writer was removed, and nothing of that host was applied")
+            verified = True
+            for w in waiting:
+                _apply(s, schema, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
+            waiting = []
     if held is None or prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"

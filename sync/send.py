@@ -30,7 +30,7 @@ from .collect import Held, collect
 from .remotes import ObjectExists, PreconditionFailed
 from .session import Session, check_own_head, fork_error, head_key, log_key
 
-__all__ = ["push_session", "MAX_KEYS"]
+__all__ = ["push_session", "check_writer", "MAX_KEYS"]
 
 # Keys per changeset (each key is one row, plus the attachments it carries),
 # and the size above which a changeset is built again with fewer keys (a
@@ -204,14 +204,14 @@ def check_clock(s: Session) -> None:
             )
 
 
-def _check_writer(s: Session, listing: dict[str, str]) -> None:
+def check_writer(s: Session, listing: dict[str, str]) -> None:
     """Push to a team only while this machine's writer key is on its writer list: others would refuse it."""
     writers = membership.writers(s, listing)
     key = s.team_keys().writer_key
     if key not in writers.writers:
         raise ReadOnly(
             f"this machine's writer key is not on the writer list of team {s.name!r}, so the other members would "
-            f"refuse what it pushes; nothing was pushed (it stays queued). Give the owner the key "
+            f"refuse what it writes; nothing was written (changes stay queued). Give the owner the key "
             f"`localfirst team whoami {s.name}` prints, to add with `localfirst team writers {s.name} add KEY`")
 
 
@@ -236,7 +236,7 @@ def push_session(s: Session, listing: dict[str, str] | None = None) -> tuple[int
         listing = s.remote.list("heads/")
     check_own_head(s, listing, chain)
     if s.team_id is not None:
-        _check_writer(s, listing)
+        check_writer(s, listing)
     check_clock(s)
     sent = rows = 0
     total = capture.pending_count(s.conn, s.name, tables=s.tables)

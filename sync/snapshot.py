@@ -36,7 +36,7 @@ from .changeset import FORMAT, MAX_ROWS, MAX_TEXT, decode_lines, op_line, sha256
 from .check import Schema
 from .remotes import ObjectExists
 from .session import Chain, Session
-from .team import SNAPSHOT_DOMAIN, Writers, after_apply, check_scope, sign_bytes, verify_bytes
+from .team import SNAPSHOT_DOMAIN, Writers, after_apply, before_apply, check_scope, sign_bytes, verify_bytes
 
 __all__ = [
     "Manifest", "manifest_key", "part_key", "snapshot_ids", "newest", "write_snapshot", "apply_snapshot",
@@ -138,7 +138,7 @@ def check_manifest_signature(manifest: Manifest, writers: Writers | None, *, tea
     if manifest.writer is None or manifest.sig is None:
         raise CorruptObject(f"{where} is not signed; team {team!r} takes only what its writers signed: "
                             "it was refused")
-    if writers is None or manifest.writer not in writers.writers:
+    if writers is None or not writers.signed_snapshot(manifest.writer, manifest.id):
         raise CorruptObject(f"{where} is signed by {manifest.writer}, which is not on the writer list of team "
                             f"{team!r}: it was refused")
     if not verify_bytes(manifest.writer, manifest.sig, SNAPSHOT_DOMAIN, replace(manifest, sig=None).to_bytes()):
@@ -287,6 +287,7 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
         batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
         with s.store.write() as conn:
             check_scope(conn, batch, s.team_id, where=key)
+            before_apply(conn, batch, s.team_id)
             with capture.guard(conn, "snapshot"):
                 apply_checked(conn, batch, source=key)
             after_apply(conn, batch, s.team_id)

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WRITERS_KEY", "TEAM_TABLES", "TeamKeys", "Writers", "fingerprint", "check_fingerprint", "check_writer_key",
-    "new_keys", "load_keys", "signer", "check_signature", "check_scope", "after_apply", "sign_bytes",
+    "new_keys", "load_keys", "signer", "check_signature", "check_scope", "before_apply", "after_apply", "sign_bytes",
     "verify_bytes", "SNAPSHOT_DOMAIN", "scope_tables", "writable",
 ]
 
@@ -213,6 +213,40 @@ def load_keys(store: str, team: str, writer: str | None) -> TeamKeys:
 
 # -- the writer list ----------------------------------------------------------
 
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SID = re.compile(r"^[0-7][0-9a-hjkmnp-tv-z]{25}$")
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What stays valid of a removed writer's: per host its last changeset (seq, sha256), and its snapshots."""
+
+    hosts: dict[str, tuple[int, str]] = field(default_factory=dict)
+    snapshots: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hosts": {h: {"seq": q, "sha256": sha} for h, (q, sha) in sorted(self.hosts.items())},
+                "snapshots": sorted(self.snapshots)}
+
+    @classmethod
+    def parse(cls, doc: Any) -> Removed:
+        """Raises ValueError on anything malformed."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("hosts"), dict) \
+                or not isinstance(doc.get("snapshots"), list) or len(doc["hosts"]) > 1000 \
+                or len(doc["snapshots"]) > 1000:
+            raise ValueError("removed")
+        hosts = {}
+        for host, at in doc["hosts"].items():
+            seq, sha = (at.get("seq"), at.get("sha256")) if isinstance(at, dict) else (None, None)
+            if not (isinstance(host, str) and _HOST.fullmatch(host) and type(seq) is int and 0 < seq < 10**12
+                    and isinstance(sha, str) and _SHA.fullmatch(sha)):
+                raise ValueError(host)
+            hosts[host] = (seq, sha)
+        if not all(isinstance(sid, str) and _SID.fullmatch(sid) for sid in doc["snapshots"]):
+            raise ValueError("snapshots")
+        return cls(hosts, tuple(doc["snapshots"]))
+
+
 @dataclass(frozen=True)
 class Writers:
     """Who may write to a team remote, as its owner signed it."""
@@ -221,14 +255,15 @@ class Writers:
     owner: str
     version: int
     writers: tuple[str, ...]
-    #: a removed writer's key -> {host: the last of that host's changesets it signed that stays valid}
-    removed: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: a removed writer's key -> what of theirs stays valid: per host, the last changeset
+    #: (seq and sha256, so the history up to it cannot be rewritten), and the snapshots they made
+    removed: dict[str, Removed] = field(default_factory=dict)
     sig: str = ""
 
     def _doc(self) -> dict[str, Any]:
         return {"type": WRITERS_TYPE, "store": self.store, "owner": self.owner, "version": self.version,
                 "writers": sorted(self.writers),
-                "removed": {k: dict(sorted(v.items())) for k, v in sorted(self.removed.items())}}
+                "removed": {k: v.to_json() for k, v in sorted(self.removed.items())}}
 
     def body(self) -> bytes:
         """What the owner signs."""
@@ -244,8 +279,18 @@ class Writers:
         """Whether ``writer``'s signature makes changeset ``seq`` of ``host`` valid."""
         if writer in self.writers:
             return True
-        upto = self.removed.get(writer, {}).get(host)
-        return upto is not None and seq <= upto
+        gone = self.removed.get(writer)
+        upto = gone.hosts.get(host) if gone is not None else None
+        return upto is not None and seq <= upto[0]
+
+    def pins(self) -> dict[str, tuple[int, str]]:
+        """Per host a removed writer wrote under: the last changeset that stays valid, and its sha256."""
+        return {h: at for gone in self.removed.values() for h, at in gone.hosts.items()}
+
+    def signed_snapshot(self, writer: str, sid: str) -> bool:
+        """Whether ``writer`` may have signed snapshot ``sid``: a writer now, or one removed after making it."""
+        gone = self.removed.get(writer)
+        return writer in self.writers or (gone is not None and sid in gone.snapshots)
 
     @classmethod
     def parse(cls, data: bytes, *, where: str, store: str, trusted: str) -> Writers:
@@ -263,11 +308,9 @@ class Writers:
                   and 0 < version < 2**53 and isinstance(sig, str) and isinstance(writers, list)
                   and isinstance(removed, dict) and len(writers) + len(removed) <= MAX_WRITERS
                   and all(isinstance(w, str) and _PUBLIC.fullmatch(w) for w in writers)
-                  and all(isinstance(k, str) and _PUBLIC.fullmatch(k) and isinstance(v, dict) and len(v) <= 1000
-                          and all(isinstance(h, str) and _HOST.fullmatch(h) and type(q) is int and 0 <= q < 10**12
-                                  for h, q in v.items())
-                          for k, v in removed.items()))
-        except (KeyError, TypeError):
+                  and all(isinstance(k, str) and _PUBLIC.fullmatch(k) for k in removed))
+            gone = {k: Removed.parse(v) for k, v in removed.items()} if ok else {}
+        except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
             raise CorruptObject(f"{where} is damaged: a field is missing or malformed")
@@ -277,8 +320,7 @@ class Writers:
         if seen != trusted:
             raise WrongKey(f"{where} names an owner key with fingerprint {seen}, not the {trusted} this machine "
                            "trusts: it is another team, or someone replaced the list; nothing of it was used")
-        found = cls(store, owner, version, tuple(sorted(set(writers))),
-                    {k: dict(v) for k, v in removed.items()}, sig)
+        found = cls(store, owner, version, tuple(sorted(set(writers))), gone, sig)
         if not verify_bytes(owner, sig, WRITERS_DOMAIN, found.body()):
             raise CorruptObject(f"{where} is not signed by the team's owner key (it was altered or forged); "
                                 "it was refused")
@@ -322,8 +364,11 @@ def check_scope(conn: sqlite3.Connection, batch: Checked, team: str | None, *, w
 
     ``team`` is the team remote's store id, or None for a personal remote.
     A team remote carries only that team's templates, versions, labels and
-    template tombstones, and may not touch a template this machine files
-    elsewhere; a personal remote carries no team's template.
+    template tombstones, and every version or label it brings travels with
+    its template's row (or names one already here as this team's), so a
+    team can never reach a template this machine files elsewhere, even one
+    that arrives later. A personal remote carries no team's template. A
+    template deleted here under one scope is never touched from another.
     """
     rows, cols = batch.rows, batch.schema.columns
     if team is not None:
@@ -331,35 +376,64 @@ def check_scope(conn: sqlite3.Connection, batch: Checked, team: str | None, *, w
         if outside:
             raise CorruptObject(f"{where} holds {outside[0]} rows, and a team library carries only templates: "
                                 "it was refused")
-    templates = rows.get("templates", [])
-    touched: set[str] = {key for tbl, key, _ in batch.dels if tbl == "templates"}
-    if templates:
+    other = "a team's" if team is None else "a personal or another team's"
+    here: set[str] = set()
+    if rows.get("templates"):
         at, key_at = cols["templates"].index("team"), cols["templates"].index("id")
-        for row in templates:
+        for row in rows["templates"]:
             if row[at] != team:
                 what = "another team's template" if team is not None and row[at] else (
                     "a personal template" if team is not None else "a team's template")
                 raise CorruptObject(f"{where} holds {what} ({row[key_at]}), which this remote may not carry: "
                                     "it was refused")
-            touched.add(row[key_at])
-    versions: set[str] = set()
+            here.add(row[key_at])
+    parents: set[str] = set()
     for name in ("template_versions", "template_labels"):
         if rows.get(name):
             at = cols[name].index("template_id")
-            touched.update(r[at] for r in rows[name])
-    if rows.get("template_versions"):
+            parents.update(r[at] for r in rows[name])
+    touched = here | parents | {key for tbl, key, _ in batch.dels if tbl == "templates"}
+    if not touched:
+        return
+    keys = json.dumps(sorted(touched))
+    clash = conn.execute(
+        "SELECT id, 'is filed' FROM templates WHERE id IN (SELECT value FROM json_each(?)) AND team IS NOT ? LIMIT 1",
+        [keys, team]).fetchone()
+    if not clash and team is not None:
+        # A personal deletion (or another team's) is never taken over by a team.
+        clash = conn.execute(
+            "SELECT key, 'was deleted' FROM tombstones WHERE tbl = 'templates' "
+            "AND key IN (SELECT value FROM json_each(?)) AND team IS NOT ? LIMIT 1", [keys, team]).fetchone()
+    if not clash and rows.get("template_versions"):
         at = cols["template_versions"].index("id")
-        versions = {r[at] for r in rows["template_versions"]}
-    clash = touched and conn.execute(
-        "SELECT id FROM templates WHERE id IN (SELECT value FROM json_each(?)) AND team IS NOT ? LIMIT 1",
-        [json.dumps(sorted(touched)), team]).fetchone()
-    clash = clash or (versions and conn.execute(
-        "SELECT v.template_id FROM template_versions v JOIN templates t ON t.id = v.template_id "
-        "WHERE v.id IN (SELECT value FROM json_each(?)) AND t.team IS NOT ? LIMIT 1",
-        [json.dumps(sorted(versions)), team]).fetchone())
+        clash = conn.execute(
+            "SELECT v.template_id, 'is filed' FROM template_versions v JOIN templates t ON t.id = v.template_id "
+            "WHERE v.id IN (SELECT value FROM json_each(?)) AND t.team IS NOT ? LIMIT 1",
+            [json.dumps(sorted({r[at] for r in rows["template_versions"]})), team]).fetchone()
     if clash:
-        what = "personal" if team is not None else "a team's"
-        raise CorruptObject(f"{where} changes template {clash[0]}, which is {what} on this machine: it was refused")
+        how = "is" if clash[1] == "is filed" else "was deleted"
+        raise CorruptObject(f"{where} changes template {clash[0]}, which {how} here as {other} template: "
+                            "it was refused")
+    if team is not None and (orphans := parents - here):
+        known = {r[0] for r in conn.execute(
+            "SELECT id FROM templates WHERE id IN (SELECT value FROM json_each(?)) AND team = ? "
+            "UNION SELECT key FROM tombstones WHERE tbl = 'templates' AND key IN (SELECT value FROM json_each(?)) "
+            "AND team = ?", [json.dumps(sorted(orphans)), team, json.dumps(sorted(orphans)), team])}
+        if orphans - known:
+            raise CorruptObject(f"{where} holds a version or label of template {sorted(orphans - known)[0]} "
+                                "without the template's row, and no such template of this team is here: "
+                                "it was refused")
+
+
+def before_apply(conn: sqlite3.Connection, batch: Checked, team: str | None) -> None:
+    """A personal template whose id a team deleted here (an id only a hostile writer could know) stays
+    personal: the team's tombstone of that id is dropped, so it cannot delete the template as it arrives."""
+    if team is not None or not batch.rows.get("templates"):
+        return
+    at = batch.schema.columns["templates"].index("id")
+    conn.execute("DELETE FROM tombstones WHERE tbl = 'templates' AND team IS NOT NULL "
+                 "AND key IN (SELECT value FROM json_each(?))",
+                 [json.dumps(sorted({r[at] for r in batch.rows["templates"]}))])
 
 
 def after_apply(conn: sqlite3.Connection, batch: Checked, team: str | None) -> None:
