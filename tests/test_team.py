@@ -387,7 +387,7 @@ def test_two_writers_moving_a_label_at_once_converge(team: Team) -> None:
     team.sync_all()
     one, two = sorted(template_history(team.writer, "acme/p"), key=lambda v: v.hlc)
     label_template(team.owner, "acme/p", "production", one.id)
-    label_template(team.writer, "acme/p", "production", two.id[:16])
+    label_template(team.writer, "acme/p", "production", two.id)
     team.sync_all()
     team.sync_all()
     chosen = {get_template(s, "acme/p@production").id for s in (team.owner, team.writer, team.reader)}
