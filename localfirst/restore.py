@@ -32,7 +32,8 @@ from .errors import BadInput
 from .records import PART_TYPES, ROLES, url_attachment_id
 from .store import NEXT_ROWID, PART_COLUMNS, RESPONSE_COLUMNS, Store
 
-__all__ = ["import_jsonl", "import_jsonl_path", "ImportResult", "CONVERSATION_KEYS", "TEMPLATE_KEYS", "VERSION_KEYS"]
+__all__ = ["import_jsonl", "import_jsonl_path", "ImportResult", "CONVERSATION_KEYS", "TEMPLATE_KEYS", "VERSION_KEYS",
+           "LABEL_KEYS"]
 
 BATCH = 2000
 
@@ -47,6 +48,7 @@ RESPONSE_KEYS = frozenset({
 })
 CONVERSATION_KEYS = ("id", "name", "model", "created_utc", "name_hlc")
 TEMPLATE_KEYS = ("id", "name", "created_utc")
+LABEL_KEYS = ("label", "version_id", "hlc")
 VERSION_KEYS = ("id", "hlc", "prompt", "system", "model", "options_json", "defaults_json", "extras",
                 "created_utc")
 _PART_KEYS = {
@@ -268,8 +270,8 @@ def _response(data: dict[str, Any]) -> _Line:
     return _Line(tuple(values[c] for c in RESPONSE_COLUMNS), parts, attachments, conversation)
 
 
-def _template(data: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    data = _keys(data, {"template", "versions"}, "the template line")
+def _template(data: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    data = _keys(data, {"template", "versions", "labels"}, "the template line")
     t = _keys(data["template"], TEMPLATE_KEYS, "template")
     tid = _ulid(t.get("id"), "template.id")
     row = (tid, _match(t.get("name"), _NAME_RE, "template.name", "a template name"),
@@ -286,7 +288,16 @@ def _template(data: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[Any, ..
             *(_json_text(v.get(k), f"versions[{i}].{k}") for k in ("options_json", "defaults_json", "extras")),
             _match(v.get("created_utc"), _TIME_RE, f"versions[{i}].created_utc", "a UTC time"),
         ))
-    return row, out
+    labels = data.get("labels", [])
+    if not isinstance(labels, list):
+        raise _Bad("labels must be a list")
+    marks = []
+    for i, lb in enumerate(labels):
+        lb = _keys(lb, LABEL_KEYS, f"labels[{i}]")
+        marks.append((tid, _match(lb.get("label"), _NAME_RE, f"labels[{i}].label", "a label name"),
+                      _ulid(lb.get("version_id"), f"labels[{i}].version_id"),
+                      _stamp(lb.get("hlc"), f"labels[{i}].hlc")))
+    return row, out, marks
 
 
 # -- applying ------------------------------------------------------------------
@@ -354,10 +365,13 @@ class _Applier:
         self.count("parts", insert_rows(self.conn, _INSERT_PART, [p for line in fresh for p in line.parts],
                                         width=len(PART_COLUMNS)))
 
-    def template(self, row: tuple[Any, ...], versions: list[tuple[Any, ...]]) -> None:
+    def template(self, row: tuple[Any, ...], versions: list[tuple[Any, ...]], labels: list[tuple[Any, ...]]) -> None:
         if self._dead("templates", row[0]):
             self.result.deleted += 1
             return
+        if self.conn.execute("SELECT 1 FROM templates WHERE id = ? AND team IS NOT NULL", [row[0]]).fetchone():
+            raise BadInput(f"template {row[0]} of the file is a team's template here: a file restores personal "
+                           "templates only; nothing of the file was imported")
         self.count("templates", self.conn.execute(
             "INSERT INTO templates (id, name, created_utc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", row).rowcount)
         for v in versions:
@@ -366,6 +380,12 @@ class _Applier:
                 "INSERT INTO template_versions (id, template_id, hlc, prompt, system, model, options_json, "
                 "defaults_json, extras, created_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 v).rowcount)
+        for mark in labels:
+            hlc.observe(self.conn, mark[3])
+            self.count("template_labels", self.conn.execute(
+                "INSERT INTO template_labels (template_id, label, version_id, hlc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (template_id, label) DO UPDATE SET version_id = excluded.version_id, hlc = excluded.hlc "
+                "WHERE excluded.hlc > template_labels.hlc", mark).rowcount)
 
 
 def _lines(stream: Iterable[str]) -> Iterator[tuple[int, Any]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from localfirst import migrations
 from localfirst.db import check_schema, connect, translate
-from localfirst.errors import BadInput, DatabaseError, NotADatabase, NotFound
+from localfirst.errors import BadInput, CorruptObject, DatabaseError, NotADatabase, NotFound
 from localfirst.registry import TABLES, SyncedTable, present
 from localfirst.store import Store
 from localfirst.textutil import plural
@@ -30,6 +30,7 @@ from localfirst.textutil import plural
 from .apply import Applier
 from .capture import guard
 from .check import Bad, Checked, Schema, check_del, check_rows, defaults
+from .team import check_scope
 
 __all__ = ["merge_database", "MergeResult"]
 
@@ -115,9 +116,12 @@ def merge_database(store: Store | Callable[[], Store], other: str | Path) -> Mer
                 batches = _batches(conn, schema)
                 try:
                     for batch in batches:
+                        check_scope(conn, batch, None, where=path.name)
                         applier.apply(batch)
                 except Bad as exc:
                     raise DatabaseError(f"{path}: {exc}; nothing was merged") from None
+                except CorruptObject as exc:
+                    raise DatabaseError(f"{exc}; nothing was merged") from None
                 except sqlite3.Error as exc:
                     raise translate(exc, str(path)) from exc
                 finally:
@@ -140,9 +144,12 @@ def _batches(conn: sqlite3.Connection, schema: Schema) -> Generator[Checked, Non
     What this file already holds as it is (the same row, an equal or newer
     tombstone) is left out by SQL: merging a file again reads almost nothing.
     """
+    # A file merges in a person's own history: a team's templates (and their deletions) come
+    # from that team's library only, signed, never from a file.
+    teams = "team" in {r[1] for r in conn.execute("PRAGMA other.table_info(tombstones)")}
     cur = conn.execute(
         "SELECT tbl, key, hlc FROM other.tombstones o WHERE NOT EXISTS (SELECT 1 FROM main.tombstones m "
-        "WHERE m.tbl = o.tbl AND m.key = o.key AND m.hlc >= o.hlc)"
+        "WHERE m.tbl = o.tbl AND m.key = o.key AND m.hlc >= o.hlc)" + (" AND o.team IS NULL" if teams else "")
     )
     try:
         yield from _tombstone_batches(cur, schema)
@@ -174,9 +181,15 @@ def _table_batches(conn: sqlite3.Connection, schema: Schema, table: SyncedTable)
     if missing:
         raise Bad(f"{table.name} has no column {missing[0]!r} there")
     join = " AND ".join(f"m.{c} = o.{c}" if c in table.key else f"m.{c} IS o.{c}" for c in picked)
+    personal = ""
+    if "team" in {r[1] for r in conn.execute("PRAGMA other.table_info(templates)")}:
+        if table.name == "templates":
+            personal = " AND o.team IS NULL"
+        elif "template_id" in table.columns:
+            personal = " AND o.template_id NOT IN (SELECT id FROM other.templates WHERE team IS NOT NULL)"
     cur = conn.execute(
         f"SELECT {', '.join('o.' + c for c in picked)} FROM other.{table.name} o "
-        f"WHERE NOT EXISTS (SELECT 1 FROM main.{table.name} m WHERE {join})"
+        f"WHERE NOT EXISTS (SELECT 1 FROM main.{table.name} m WHERE {join}){personal}"
     )
     try:
         yield from _row_batches(cur, schema, table, picked, order)

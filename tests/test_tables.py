@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from localfirst.registry import BY_NAME, TABLES, TOMBSTONE_KINDS, capture_sql, present
+from localfirst.registry import TABLES, TOMBSTONE_KINDS, capture_sql, present
 from localfirst.store import Store
 from sync.tables import check_key_value, columns
 

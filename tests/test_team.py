@@ -621,3 +621,22 @@ def test_sync_with_no_name_syncs_every_remote_and_one_failure_stops_none(run: An
     assert run("--db", db, "remote", "status", "acme", "--json").code == 0
     waiting = json.loads(run("--db", db, "remote", "status", "acme", "--json").out)["waiting"]
     assert waiting == 0
+
+
+def test_export_and_import_jsonl_keep_personal_labels(tmp_path: Path) -> None:
+    from localfirst.exporters.text import write_templates
+    from localfirst.restore import import_jsonl_path
+
+    source = new_store(tmp_path / "a.db")
+    add_template(source, "p", prompt="one")
+    first = get_template(source, "p")
+    add_version(source, "p", prompt="two")
+    label_template(source, "p", "production", first.id)
+    out = tmp_path / "templates.jsonl"
+    with out.open("w") as f:
+        assert write_templates(source, f) == 1
+    assert '"labels": [{"label": "production"' in out.read_text()
+    target = new_store(tmp_path / "b.db")
+    import_jsonl_path(target, out)
+    assert get_template(target, "p@production").prompt == "one"
+    assert get_template(target, "p").prompt == "two"

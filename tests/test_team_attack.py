@@ -290,9 +290,6 @@ def _smaller_hash_row(store: Store, tid: str, team: str) -> dict[str, Any]:
     raise AssertionError("no smaller hash found")
 
 
-@pytest.mark.xfail(strict=True, reason="merge_database applies templates rows without check_scope: a file's row "
-                   "filing one of my personal templates under a team wins the conflict rule, and my next sync "
-                   "publishes my personal template to the team bucket")
 def test_merging_a_file_never_moves_a_personal_template_into_a_team(team: Team, tmp_path: Path) -> None:
     tid, _ = _personal(team.writer)
     hostile = tmp_path / "given-to-me.db"
@@ -317,9 +314,6 @@ def test_merging_a_file_with_a_teams_templates_does_not_reach_a_personal_remote(
     assert all(b"team words" not in data for data in objects(Path(url.removeprefix("file://"))).values())
 
 
-@pytest.mark.xfail(strict=True, reason="export --format jsonl writes team templates without their team "
-                   "(restore.TEMPLATE_KEYS has no team) and import jsonl files them as personal: a restored backup "
-                   "sends the team's templates to a personal remote")
 def test_export_and_import_jsonl_keep_a_teams_templates_out_of_a_personal_remote(run: Any, team: Team,
                                                                                  tmp_path: Path) -> None:
     add_template(team.writer, "acme/t", prompt="team words")

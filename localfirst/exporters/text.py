@@ -60,15 +60,20 @@ def _complete(store: Store, r: Response, line: dict[str, Any], seen: set[str]) -
 
 
 def write_templates(store: Store, out: TextIO) -> int:
-    """One line per template with all its versions (``import jsonl`` reads them); returns the count."""
-    from ..restore import TEMPLATE_KEYS, VERSION_KEYS
+    """One line per personal template with all its versions and labels (``import jsonl`` reads them)."""
+    from ..restore import LABEL_KEYS, TEMPLATE_KEYS, VERSION_KEYS
 
     count = 0
-    for row in store.text_rows(f"SELECT {_as_text(TEMPLATE_KEYS)} FROM templates ORDER BY created_utc, id"):
+    # Personal templates only: a team's live in the team's library (a restore never files them as one's own).
+    for row in store.text_rows(f"SELECT {_as_text(TEMPLATE_KEYS)} FROM templates WHERE team IS NULL "
+                               "ORDER BY created_utc, id"):
         versions = store.text_rows(f"SELECT {_as_text(VERSION_KEYS)} FROM template_versions WHERE template_id = ? "
                                    "ORDER BY hlc, id", [row[0]])
+        labels = store.text_rows(f"SELECT {_as_text(LABEL_KEYS)} FROM template_labels WHERE template_id = ? "
+                                 "ORDER BY label", [row[0]])
         line = {"template": dict(zip(TEMPLATE_KEYS, row, strict=True)),
-                "versions": [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions]}
+                "versions": [dict(zip(VERSION_KEYS, v, strict=True)) for v in versions],
+                "labels": [dict(zip(LABEL_KEYS, lb, strict=True)) for lb in labels]}
         out.write(json.dumps(line, ensure_ascii=False) + "\n")
         count += 1
     return count
