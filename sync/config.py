@@ -143,12 +143,21 @@ def save_remote(store: Store, config: RemoteConfig) -> RemoteConfig:
 
 
 def remove_remote(store: Store, name: str) -> None:
-    """Forget a remote and everything we recorded about it (the remote itself is untouched)."""
-    get_remote(store, name)
+    """Forget a remote and everything we recorded about it (the remote itself is untouched); a team's templates too."""
+    config = get_remote(store, name)
     with store.write() as conn:
         for table in ("sync_outbox", "sync_chain", "sync_pending", "sync_teams", "sync_signers"):
             conn.execute(f"DELETE FROM {table} WHERE remote = ?", [name])
         conn.execute("DELETE FROM sync_remotes WHERE name = ?", [name])
+        if config.team and config.store_id:
+            # Leaving a team takes its library off this machine (a personal copy made with
+            # `templates copy` stays); nothing is deleted anywhere else: no tombstone is written.
+            team = [config.store_id]
+            for table in ("template_labels", "template_versions"):
+                conn.execute(f"DELETE FROM {table} WHERE template_id IN (SELECT id FROM templates WHERE team = ?)",
+                             team)
+            conn.execute("DELETE FROM templates WHERE team = ?", team)
+            conn.execute("DELETE FROM tombstones WHERE tbl = 'templates' AND team = ?", team)
 
 
 def list_remotes(store: Store) -> list[RemoteConfig]:

@@ -640,3 +640,14 @@ def test_export_and_import_jsonl_keep_personal_labels(tmp_path: Path) -> None:
     import_jsonl_path(target, out)
     assert get_template(target, "p@production").prompt == "one"
     assert get_template(target, "p").prompt == "two"
+
+
+def test_leaving_a_team_takes_its_library_off_this_machine_only(team: Team) -> None:
+    add_template(team.owner, "acme/a", prompt="shared")
+    team.sync_all()
+    copy_template(team.reader, "acme/a", "kept")
+    sync.remove_remote(team.reader, "acme")
+    assert [t.full_name for t in list_templates(team.reader)] == ["kept"]
+    assert team.reader.conn.execute("SELECT count(*) FROM templates WHERE team IS NOT NULL").fetchone()[0] == 0
+    team.sync_all(team.owner)
+    assert get_template(team.owner, "acme/a").prompt == "shared"
