@@ -118,35 +118,41 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
     waiting: list[tuple[int, str, bytes]] = []
     seqs = range(chain.seq + 1, head_seq + 1)
     fetched = in_order((log_key(host, q) for q in seqs), fetch)
-    for q in seqs:
-        key = log_key(host, q)
-        try:
-            _, body = next(fetched)
-        except ObjectMissing as exc:
-            raise _Gap(host, q, exc) from exc
-        header = peek_header(body, key)
-        if header.host != host or header.seq != q or header.store != store:
-            raise CorruptObject(f"{key} does not belong there (it names host {header.host}, changeset {header.seq})")
-        if header.prev != prev:
-            raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
-                                "or replaced")
-        if held is not None:
-            if verified:
-                _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
-                       result)
-                s.tick(result.changesets, result.changesets + head_seq - q + 1)
-            else:
-                waiting.append(held)
-        prev = sha256(body)
-        held = (q, prev, body)
-        if pin is not None and q == pin[0]:
-            if prev != pin[1]:
-                raise CorruptObject(f"{key} is not the changeset the writer list pins for host {host}: it was "
-                                    "rewritten after its writer was removed, and nothing of that host was applied")
-            verified = True
-            for w in waiting:
-                _apply(s, schema, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
-            waiting = []
+    # Closed here, not by the garbage collector: a generator finalised at a random moment (in
+    # another thread's start-up, say) would wait for its fetch threads while holding a lock.
+    try:
+        for q in seqs:
+            key = log_key(host, q)
+            try:
+                _, body = next(fetched)
+            except ObjectMissing as exc:
+                raise _Gap(host, q, exc) from exc
+            header = peek_header(body, key)
+            if header.host != host or header.seq != q or header.store != store:
+                raise CorruptObject(f"{key} does not belong there (it names host {header.host}, "
+                                    f"changeset {header.seq})")
+            if header.prev != prev:
+                raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
+                                    "or replaced")
+            if held is not None:
+                if verified:
+                    _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
+                           result)
+                    s.tick(result.changesets, result.changesets + head_seq - q + 1)
+                else:
+                    waiting.append(held)
+            prev = sha256(body)
+            held = (q, prev, body)
+            if pin is not None and q == pin[0]:
+                if prev != pin[1]:
+                    raise CorruptObject(f"{key} is not the changeset the writer list pins for host {host}: it was "
+                                        "rewritten after its writer was removed, and nothing of that host was applied")
+                verified = True
+                for w in waiting:
+                    _apply(s, schema, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
+                waiting = []
+    finally:
+        fetched.close()
     if held is None or prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"

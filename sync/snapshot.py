@@ -21,6 +21,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any
@@ -280,20 +281,22 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
         return s.remote.get(key, max_bytes=MAX_TEXT + (1 << 20))
 
     expected = {k: (sha, n) for n, (k, sha, _) in enumerate(manifest.parts, start=1)}
-    for key, body in in_order([k for k, _, _ in manifest.parts], fetch):
-        sha, n = expected[key]
-        if sha256(body) != sha:
-            raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
-        batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
-        with s.store.write() as conn:
-            check_scope(conn, batch, s.team_id, where=key)
-            before_apply(conn, batch, s.team_id)
-            with capture.guard(conn, "snapshot"):
-                apply_checked(conn, batch, source=key)
-            after_apply(conn, batch, s.team_id)
-        rows += len(batch)
-        if on_part is not None:
-            on_part(rows)
+    # Closed on the way out, not left to the garbage collector (see receive._pull_host).
+    with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts:
+        for key, body in parts:
+            sha, n = expected[key]
+            if sha256(body) != sha:
+                raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
+            batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
+            with s.store.write() as conn:
+                check_scope(conn, batch, s.team_id, where=key)
+                before_apply(conn, batch, s.team_id)
+                with capture.guard(conn, "snapshot"):
+                    apply_checked(conn, batch, source=key)
+                after_apply(conn, batch, s.team_id)
+            rows += len(batch)
+            if on_part is not None:
+                on_part(rows)
     with s.store.write():
         for host, (seq, sha) in manifest.covers.items():
             if host == s.host:
