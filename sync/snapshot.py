@@ -19,7 +19,7 @@ import json
 import re
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -249,7 +249,7 @@ def write_snapshot(s: Session, source: sqlite3.Connection, covers: dict[str, tup
 
 
 def in_order(keys: Iterable[str], fetch: Callable[[str], bytes], *, window: int | None = None
-             ) -> Iterator[tuple[str, bytes]]:
+             ) -> Generator[tuple[str, bytes], None, None]:
     """Fetch ``keys`` with up to ``window`` (default FETCH_WINDOW) requests in flight; yield them in order."""
     window = window or FETCH_WINDOW
     it = iter(keys)
