@@ -1189,7 +1189,7 @@ def team_whoami(name: str = typer.Argument(..., help="The team's name."), json_o
 @team_app.command("writers")
 def team_writers(
     name: str = typer.Argument(..., help="The team's name."),
-    action: Optional[str] = typer.Argument(None, metavar="[add|remove]", help="add or remove (the owner only)."),
+    action: Optional[str] = typer.Argument(None, metavar="add|remove", help="add or remove a key (the owner only)."),
     key: Optional[str] = typer.Argument(None, help="A writer key, as `team whoami` prints it."),
     json_output: bool = _JSON_OPT,
 ) -> None:
