@@ -18,7 +18,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..db import translate
+from ..db import insert_rows, translate
 from ..errors import BadInput, NotFound
 from ..records import Attachment, Part, Response
 from ..store import Store
@@ -39,6 +39,20 @@ class _Message:
     role: str
     parts: list[dict[str, Any]] = field(default_factory=list)  # the dicts llm hashes
     attachments: list[list[Attachment]] = field(default_factory=list)  # per part
+
+
+# The tables LlmWriter gathers rows for, in the order flush writes them.
+_INSERTS = {
+    "messages": "INSERT INTO messages (hash, parent_hash, role)",
+    "parts": "INSERT INTO parts (id, message_hash, position, type, tool_name, text, payload)",
+    "part_attachments": 'INSERT INTO part_attachments (part_id, attachment_id, "order")',
+    "turns": "INSERT INTO turns (id, thread_id, parent_message_hash, tip_message_hash, model, resolved_model, "
+             "options_json, input_tokens, output_tokens, token_details, duration_ms, datetime_utc, response_json)",
+    "turn_search": "INSERT INTO turn_search (turn_id, prompt, response)",
+    "threads": "INSERT INTO threads (id, name, tip_message_hash, datetime_utc)",
+}
+# Turns gathered before export_llm writes them: a few MB of rows.
+_FLUSH = 2000
 
 
 def _canonical(obj: Any) -> str:
@@ -91,6 +105,9 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
             writer.thread(conversation)
             result.conversations += 1
             result.responses += len(conversation)
+            if writer.pending >= _FLUSH:
+                writer.flush()
+        writer.flush()
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
@@ -112,27 +129,52 @@ def llm_time(utc_text: str | None) -> str | None:
 
 
 class LlmWriter:
-    """Writes conversations into an llm database as threads, messages and turns."""
+    """Writes conversations into an llm database as threads, messages and turns.
+
+    Rows are gathered and written by ``flush``, a statement per table: an
+    INSERT a row at a time costs a statement each, and the full-text index
+    of ``turn_search`` a flush of its pending terms each. A message already
+    in the database (an identical exchange elsewhere, or one llm wrote) is
+    not written twice: messages are content-addressed. Parts are numbered
+    here, from the highest id the database holds, so that their attachment
+    links need not wait for SQLite to number them.
+    """
 
     def __init__(self, conn: sqlite3.Connection, store: Store) -> None:
         self.conn = conn
         self.store = store
-        self.known: set[str] = set()
+        self.known: set[str] = set()  # hashes gathered since the last flush
         self.attachments: set[str] = set()
+        self.pending = 0  # turns gathered since the last flush
+        self._part_id = conn.execute("SELECT coalesce(max(id), 0) FROM parts").fetchone()[0]
+        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _INSERTS}
+
+    def flush(self) -> None:
+        """Write every row gathered so far (in the caller's transaction)."""
+        for name, sql in _INSERTS.items():
+            rows = self._rows[name]
+            if not rows:
+                continue
+            if name == "turn_search":
+                insert_rows(self.conn, sql, rows, width=3)
+            else:
+                self.conn.executemany(f"{sql} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            rows.clear()
+        self.pending = 0
+        self.known.clear()  # what was gathered is in the database now
 
     def thread(self, responses: list[Response]) -> None:
         first = responses[0]
         tip = self.turns(responses)
-        self.conn.execute(
-            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
-            [first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)])
+        self._rows["threads"].append(
+            (first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)))
 
     def turns(self, responses: list[Response], *, written: dict[str, str | None] | None = None) -> str | None:
-        """Write the turns of one conversation, oldest first; returns the tip of the last.
+        """Gather the turns of one conversation, oldest first; returns the tip of the last.
 
         ``written`` maps the ids of turns the database already holds to their
         tips: those are not written again, and the next turn continues from
-        the tip stored there.
+        the tip stored there. Nothing is written until ``flush``.
         """
         tip: str | None = None
         system: str | None = None
@@ -200,8 +242,9 @@ class LlmWriter:
         if h in self.known:
             return h
         self.known.add(h)
-        self.conn.execute("INSERT INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
-                          [h, parent, m.role])
+        if self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone():
+            return h  # written before the last flush, here or by llm: content-addressed, so the same
+        self._rows["messages"].append((h, parent, m.role))
         for position, (d, atts) in enumerate(zip(m.parts, m.attachments, strict=True)):
             payload = {k: v for k, v in d.items() if k != "type"}
             text = None
@@ -212,12 +255,10 @@ class LlmWriter:
                 payload["attachment"] = {"id": ids[0]}
             elif ids:
                 payload["attachments"] = [{"id": i} for i in ids]
-            cur = self.conn.execute(
-                "INSERT INTO parts (message_hash, position, type, tool_name, text, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                [h, position, d["type"], payload.get("name"), text, json.dumps(payload) if payload else None])
-            for order, aid in enumerate(ids):
-                self.conn.execute('INSERT INTO part_attachments (part_id, attachment_id, "order") VALUES (?, ?, ?)',
-                                  [cur.lastrowid, aid, order])
+            self._part_id += 1
+            self._rows["parts"].append((self._part_id, h, position, d["type"], payload.get("name"), text,
+                                        json.dumps(payload) if payload else None))
+            self._rows["part_attachments"] += [(self._part_id, aid, order) for order, aid in enumerate(ids)]
         return h
 
     def _attachment(self, a: Attachment) -> str:
@@ -233,14 +274,11 @@ class LlmWriter:
         return aid
 
     def _turn(self, r: Response, parent: str | None, tip: str) -> None:
-        self.conn.execute(
-            "INSERT INTO turns (id, thread_id, parent_message_hash, tip_message_hash, model, resolved_model, "
-            "options_json, schema_id, input_tokens, output_tokens, token_details, duration_ms, datetime_utc, "
-            "response_json) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-            [r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
-             json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
-             json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
-             llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
+        self._rows["turns"].append((
+            r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
+            json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
+            json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
+            llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None))
         if r.prompt or r.response:
-            self.conn.execute("INSERT INTO turn_search (turn_id, prompt, response) VALUES (?, ?, ?)",
-                              [r.id, r.prompt or "", r.response or ""])
+            self._rows["turn_search"].append((r.id, r.prompt or "", r.response or ""))
+        self.pending += 1
