@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from localfirst.errors import CorruptObject, FormatTooNew, RemoteError
 
 from . import capture
 from .apply import Conflict, apply_checked
-from .changeset import MAX_TEXT, decode, peek_header, sha256
-from .check import Schema
+from .changeset import MAX_TEXT, Header, decode, peek_header, sha256
+from .check import Checked, Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
 from .snapshot import apply_snapshot, in_order, manifest_key, newest
@@ -50,10 +52,11 @@ class Pulled:
     snapshot: str | None = None  # the snapshot this pull started from
 
 
-def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Chain, result: Pulled) -> None:
-    """Apply one changeset and record it, in one transaction."""
+def _apply(s: Session, host: str, q: int, decoded: Future[tuple[Header, Checked]], chain: Chain,
+           result: Pulled) -> None:
+    """Apply one changeset, once decoded and checked, and record it, in one transaction."""
     key = log_key(host, q)
-    _, batch = decode(body, schema, where=key)
+    _, batch = decoded.result()  # raises what the check found, before anything is written
     with s.store.write() as conn:
         with capture.guard(conn, "pull"):
             applier = apply_checked(conn, batch, source=key)
@@ -83,15 +86,26 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
             s.save_chain(host, Chain(chain.seq, chain.sha256, head_seq, etag))
         return
     result.hosts += 1
-    store = s.store_id()
-    held: tuple[int, str, bytes] | None = None  # fetched, not yet vouched for
-    prev = chain.sha256
 
     def fetch(key: str) -> bytes:
         return s.remote.get(key, max_bytes=MAX_OBJECT)
 
     seqs = range(chain.seq + 1, head_seq + 1)
     fetched = in_order((log_key(host, q) for q in seqs), fetch)
+    # A changeset is decoded and checked in a thread of its own while the one
+    # before it is applied (SQLite lets go of the GIL while it writes); it is
+    # applied only once the chain vouches for it and its check has passed.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
+        _pull_chain(s, schema, host, etag, head, chain, seqs, fetched, decoder, result)
+
+
+def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[int, str], chain: Chain,
+                seqs: range, fetched: Iterator[tuple[str, bytes]], decoder: ThreadPoolExecutor,
+                result: Pulled) -> None:
+    head_seq, head_sha = head
+    store = s.store_id()
+    held: tuple[int, str, Future[tuple[Header, Checked]]] | None = None  # fetched, not yet vouched for
+    prev = chain.sha256
     for q in seqs:
         key = log_key(host, q)
         try:
@@ -104,17 +118,17 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
         if header.prev != prev:
             raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
                                 "or replaced")
+        decoded = decoder.submit(decode, body, schema, where=key)
         if held is not None:
-            _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
-                   result)
+            _apply(s, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag), result)
             s.tick(result.changesets, result.changesets + head_seq - q + 1)
         prev = sha256(body)
-        held = (q, prev, body)
+        held = (q, prev, decoded)
     if held is None or prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"
         )
-    _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
+    _apply(s, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
     s.tick(result.changesets, result.changesets)
 
 
