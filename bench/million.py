@@ -34,10 +34,14 @@ from pathlib import Path
 PY = sys.executable
 
 
+# Children run as an installed copy does, from byte-compiled modules (see bench.common.installed_env).
+ENV: dict[str, str] | None = None
+
+
 def child(args: list[str], *, stdout: int | None = subprocess.DEVNULL) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=stdout)
+    proc = subprocess.Popen(args, stdout=stdout, env=ENV)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -159,6 +163,10 @@ def run(n: int, folder: Path) -> list[tuple[str, float, float, str, float, float
 
 
 def main() -> None:
+    global ENV
+    from .common import installed_env
+
+    ENV = installed_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,200000", help="comma-separated response counts (1000000: opt-in)")
     args = parser.parse_args()
