@@ -34,10 +34,14 @@ from pathlib import Path
 PY = sys.executable
 
 
+# Children run as an installed copy does, from byte-compiled modules (see bench.common.installed_env).
+ENV: dict[str, str] | None = None
+
+
 def child(args: list[str], *, stdout: int | None = subprocess.DEVNULL) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=stdout)
+    proc = subprocess.Popen(args, stdout=stdout, env=ENV)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -103,7 +107,7 @@ def _pages_mb(db: Path) -> float:
     return os.path.getsize(db) / 1e6
 
 
-def run(n: int, folder: Path) -> list[tuple[str, float, float, str, float, float]]:
+def run(n: int, folder: Path, *, remotes: bool = True) -> list[tuple[str, float, float, str, float, float]]:
     rows: list[tuple[str, float, float, str, float, float]] = []
     llm_db = folder / "logs.db"
     # Built in a child: a child forked from a large parent would count the parent's pages as its peak.
@@ -131,7 +135,18 @@ def run(n: int, folder: Path) -> list[tuple[str, float, float, str, float, float
     t, mem = child(py(_PULL.format(target=str(folder / "pulled.db"), url=f"file://{remote}")))
     bt, bmem = child(py(_INSERT_SELECT.format(target=str(folder / "copied.db"), source=str(db))))
     rows.append((f"pull + apply ({n / t:,.0f}/s)", t, mem, f"INSERT ... SELECT ({n / bt:,.0f}/s)", bt, bmem))
-    # Two remotes: the outbox, and the space a push hands back.
+    if remotes:
+        rows.append(_two_remotes(db, folder))
+    # Start-up.
+    runs = 11
+    lt = statistics.median(child(lf(db, "logs", "list", "-n", "1"))[0] for _ in range(runs))
+    pt = statistics.median(child(py("pass"))[0] for _ in range(runs))
+    rows.append(("logs list -n 1 (median of 11)", lt, 0, "python -c pass", pt, 0))
+    return rows
+
+
+def _two_remotes(db: Path, folder: Path) -> tuple[str, float, float, str, float, float]:
+    """The outbox with two remotes, and the space a push hands back."""
     two = folder / "two.db"
     shutil.copyfile(db, two)
     for name in ("a", "b"):
@@ -148,23 +163,24 @@ def run(n: int, folder: Path) -> list[tuple[str, float, float, str, float, float
     changed = _pages_mb(two)
     for name in ("a", "b"):
         subprocess.run(lf(two, "push", name), check=True, stdout=subprocess.DEVNULL)
-    rows.append((f"file with 2 remotes: {_pages_mb(db):.0f} MB alone, {seeded:.0f} MB queued, {pushed:.0f} MB "
-                 f"pushed, {changed:.0f} MB after a change, {_pages_mb(two):.0f} MB pushed again", 0, 0, "", 0, 0))
-    # Start-up.
-    runs = 11
-    lt = statistics.median(child(lf(db, "logs", "list", "-n", "1"))[0] for _ in range(runs))
-    pt = statistics.median(child(py("pass"))[0] for _ in range(runs))
-    rows.append(("logs list -n 1 (median of 11)", lt, 0, "python -c pass", pt, 0))
-    return rows
+    return (f"file with 2 remotes: {_pages_mb(db):.0f} MB alone, {seeded:.0f} MB queued, {pushed:.0f} MB "
+            f"pushed, {changed:.0f} MB after a change, {_pages_mb(two):.0f} MB pushed again", 0, 0, "", 0, 0)
 
 
 def main() -> None:
+    global ENV
+    from .common import installed_env
+
+    ENV = installed_env()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,200000", help="comma-separated response counts (1000000: opt-in)")
+    parser.add_argument("--no-remotes", action="store_true",
+                        help="leave out the two-remote outbox rows (four pushes of everything)")
+    parser.add_argument("--tmp", default=None, help="folder for the databases (1,000,000 needs ~20 GB)")
     args = parser.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = run(n, Path(tmp))
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            rows = run(n, Path(tmp), remotes=not args.no_remotes)
         print(f"\n{n:,} responses of ~1.1 KB prose")
         print(f"| what | time | peak | baseline | time | peak | ratio |\n|{' --- |' * 7}")
         for what, t, mem, base, bt, bmem in rows:

@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,8 @@ from localfirst.errors import CorruptObject, FormatTooNew, RemoteError, WrongKey
 
 from . import capture, membership
 from .apply import Conflict, apply_checked
-from .changeset import MAX_TEXT, decode_lines, peek_header, read_header, sha256
-from .check import Schema
+from .changeset import MAX_TEXT, Header, decode_lines, peek_header, read_header, sha256
+from .check import Checked, Schema
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
 from .snapshot import apply_snapshot, check_manifest_signature, in_order, manifest_key, newest
@@ -52,20 +54,28 @@ class Pulled:
     writers: Writers | None = None  # a team library's writer list, as checked at the start of this pull
 
 
-def _apply(s: Session, schema: Schema, host: str, q: int, body: bytes, chain: Chain, result: Pulled) -> None:
-    """Check one changeset (on a team library: its signature too) then apply and record it, in one transaction."""
-    key = log_key(host, q)
+def _decode(body: bytes, schema: Schema, key: str, team: str | None, writers: Writers | None
+            ) -> tuple[Header, Checked]:
+    """Every check of one changeset (on a team library, ``team``: its signature first)."""
     header, lines = read_header(body, key)
-    signer = None
-    if s.team_id is not None:
-        signer = check_signature(header, lines, result.writers, where=key, team=s.name)
+    if team is not None:
+        check_signature(header, lines, writers, where=key, team=team)
+    return header, decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
+
+
+def _apply(s: Session, host: str, q: int, decoded: Future[tuple[Header, Checked]], chain: Chain,
+           result: Pulled) -> None:
+    """Apply one changeset, once decoded and checked, and record it, in one transaction."""
+    key = log_key(host, q)
+    header, batch = decoded.result()  # raises what the check found, before anything is written
+    signer = header.writer if s.team_id is not None else None
+    if signer is not None:
         bound = s.conn.execute("SELECT signer FROM sync_signers WHERE remote = ? AND host = ? AND signer != ? LIMIT 1",
                                [s.name, host, signer]).fetchone()
         if bound:
             raise CorruptObject(f"{key}: changeset {q} of host {host} is signed by {signer}, and that host's "
                                 f"changesets by {bound[0]}: a writer may not write under another's host; "
                                 "it was refused")
-    batch = decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
     with s.store.write() as conn:
         check_scope(conn, batch, s.team_id, where=key)
         before_apply(conn, batch, s.team_id)
@@ -101,9 +111,6 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
             s.save_chain(host, Chain(chain.seq, chain.sha256, head_seq, etag))
         return
     result.hosts += 1
-    store = s.store_id()
-    held: tuple[int, str, bytes] | None = None  # fetched, not yet vouched for
-    prev = chain.sha256
 
     def fetch(key: str) -> bytes:
         return s.remote.get(key, max_bytes=MAX_OBJECT)
@@ -111,53 +118,68 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
     # A removed writer's host: what stays valid ends at a pinned changeset (seq, sha256). Nothing
     # of it is applied before the chain is seen to reach exactly that changeset.
     pin = result.writers.pins().get(host) if s.team_id is not None and result.writers is not None else None
-    verified = pin is None or chain.seq >= pin[0]
-    if pin is not None and not verified and head_seq < pin[0]:
+    if pin is not None and chain.seq < pin[0] and head_seq < pin[0]:
         raise CorruptObject(f"the head of host {host} names changeset {head_seq}, before the changeset {pin[0]} the "
                             "writer list pins for it: its history was cut or rewritten after its writer was removed")
-    waiting: list[tuple[int, str, bytes]] = []
     seqs = range(chain.seq + 1, head_seq + 1)
     fetched = in_order((log_key(host, q) for q in seqs), fetch)
-    # Closed here, not by the garbage collector: a generator finalised at a random moment (in
-    # another thread's start-up, say) would wait for its fetch threads while holding a lock.
+    # A changeset is decoded and checked in a thread of its own while the one
+    # before it is applied (SQLite lets go of the GIL while it writes); it is
+    # applied only once the chain vouches for it and its check has passed.
+    # The fetching generator is closed here, not by the garbage collector: finalised at a
+    # random moment (in another thread's start-up, say) it would wait for its fetch threads
+    # while holding a lock.
     try:
-        for q in seqs:
-            key = log_key(host, q)
-            try:
-                _, body = next(fetched)
-            except ObjectMissing as exc:
-                raise _Gap(host, q, exc) from exc
-            header = peek_header(body, key)
-            if header.host != host or header.seq != q or header.store != store:
-                raise CorruptObject(f"{key} does not belong there (it names host {header.host}, "
-                                    f"changeset {header.seq})")
-            if header.prev != prev:
-                raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
-                                    "or replaced")
-            if held is not None:
-                if verified:
-                    _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag),
-                           result)
-                    s.tick(result.changesets, result.changesets + head_seq - q + 1)
-                else:
-                    waiting.append(held)
-            prev = sha256(body)
-            held = (q, prev, body)
-            if pin is not None and q == pin[0]:
-                if prev != pin[1]:
-                    raise CorruptObject(f"{key} is not the changeset the writer list pins for host {host}: it was "
-                                        "rewritten after its writer was removed, and nothing of that host was applied")
-                verified = True
-                for w in waiting:
-                    _apply(s, schema, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
-                waiting = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
+            _pull_chain(s, schema, host, etag, head, chain, seqs, fetched, decoder, result, pin)
     finally:
         fetched.close()
+
+
+def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[int, str], chain: Chain,
+                seqs: range, fetched: Iterator[tuple[str, bytes]], decoder: ThreadPoolExecutor,
+                result: Pulled, pin: tuple[int, str] | None) -> None:
+    head_seq, head_sha = head
+    store = s.store_id()
+    team = s.name if s.team_id is not None else None
+    held: tuple[int, str, Future[tuple[Header, Checked]]] | None = None  # fetched, not yet vouched for
+    waiting: list[tuple[int, str, Future[tuple[Header, Checked]]]] = []  # vouched for, not yet pinned
+    verified = pin is None or chain.seq >= pin[0]
+    prev = chain.sha256
+    for q in seqs:
+        key = log_key(host, q)
+        try:
+            _, body = next(fetched)
+        except ObjectMissing as exc:
+            raise _Gap(host, q, exc) from exc
+        header = peek_header(body, key)
+        if header.host != host or header.seq != q or header.store != store:
+            raise CorruptObject(f"{key} does not belong there (it names host {header.host}, changeset {header.seq})")
+        if header.prev != prev:
+            raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
+                                "or replaced")
+        decoded = decoder.submit(_decode, body, schema, key, team, result.writers)
+        if held is not None:
+            if verified:
+                _apply(s, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag), result)
+                s.tick(result.changesets, result.changesets + head_seq - q + 1)
+            else:
+                waiting.append(held)
+        prev = sha256(body)
+        held = (q, prev, decoded)
+        if pin is not None and q == pin[0]:
+            if prev != pin[1]:
+                raise CorruptObject(f"{key} is not the changeset the writer list pins for host {host}: it was "
+                                    "rewritten after its writer was removed, and nothing of that host was applied")
+            verified = True
+            for w in waiting:
+                _apply(s, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
+            waiting = []
     if held is None or prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"
         )
-    _apply(s, schema, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
+    _apply(s, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
     s.tick(result.changesets, result.changesets)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,58 @@ def test_llm_logs_reads_the_export(run, filled: Path, tmp_path: Path) -> None:
     text = subprocess.run([sys.executable, "-m", "llm", "logs", "-d", str(target), "-q", "question"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert text.returncode == 0 and "first answer" in text.stdout
+
+
+@pytest.mark.parametrize(("flush", "bits"), [(1, 1 << 26), (1000, 1 << 26), (1, 8)],
+                         ids=["a-flush-per-turn", "one-flush", "a-filter-that-always-says-maybe"])
+def test_export_llm_writes_a_shared_message_once(fresh_store: Store, tmp_path: Path, flush: int, bits: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two conversations opening with the same exchange share its messages in llm's
+    # content-addressed store, whether the second comes before or after a flush;
+    # the filter of written hashes only decides when the file is asked.
+    from localfirst.exporters import llm_db
+    from localfirst.records import Part, Response
+
+    monkeypatch.setattr(llm_db, "_FLUSH", flush)
+    monkeypatch.setattr(llm_db._Written, "BITS", bits)
+    fresh_store.log_many([
+        Response(model="m", prompt="hello", response="hi",
+                 parts=[Part(type="text", text="hi"), Part(type="tool_call", tool_name="t", arguments={"a": 1})],
+                 datetime_utc=f"2026-01-0{day}T00:00:00.000000Z")
+        for day in (1, 2)])
+    result = llm_db.export_llm(fresh_store, tmp_path / "llm.db")
+    assert (result.conversations, result.responses) == (2, 2)
+    with sqlite3.connect(tmp_path / "llm.db") as conn:
+        assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 2  # one user, one assistant
+        assert conn.execute("SELECT count(*) FROM parts").fetchone()[0] == 3
+        tips = conn.execute("SELECT DISTINCT tip_message_hash FROM turns").fetchall()
+        assert len(tips) == 1 and conn.execute("SELECT count(*) FROM turn_search").fetchone()[0] == 2
+    report = import_llm(Store.open(tmp_path / "back.db"), tmp_path / "llm.db")
+    assert report.imported == 2 and not report.problems
+
+
+def test_export_llm_appears_only_when_complete(fresh_store: Store, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built under a temporary name and renamed at the end: an interrupted
+    # export leaves neither the file nor the temporary one.
+    from localfirst.exporters import llm_db
+    from localfirst.records import Response
+
+    fresh_store.log_many([Response(model="m", prompt=f"p{i}", response="r") for i in range(3)])
+    real = llm_db.LlmWriter.thread
+    seen: list[list[str]] = []
+
+    def interrupted(self: llm_db.LlmWriter, responses: list[Response]) -> None:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        real(self, responses)
+
+    monkeypatch.setattr(llm_db.LlmWriter, "thread", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        llm_db.export_llm(fresh_store, tmp_path / "llm.db")
+    assert "llm.db" not in seen[0] and any(name.endswith(".partial") for name in seen[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    assert llm_db.export_llm(fresh_store, tmp_path / "llm.db").responses == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["llm.db"]

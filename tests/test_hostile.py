@@ -254,3 +254,42 @@ def test_an_object_larger_than_any_changeset_is_not_read(two_machines: tuple[Pat
     key = plant(root, raw_lines(store_id(root), [json.dumps(conversation(name=secrets.token_hex(3000)))]))
     with pytest.raises(CorruptObject, match=key.split("/")[-1]):
         sync.sync(victim)
+
+
+def _chain(root: Path, sid: str, bodies: list[list[dict[str, Any]]], *, break_at: int = 0) -> list[str]:
+    """Changesets 1..n of EVIL, chained by hash (or not, at ``break_at``), and a head that vouches for the last."""
+    prev, keys = "", []
+    for seq, ops in enumerate(bodies, start=1):
+        header = {"type": "localfirst-changeset", "format": 1, "store": sid, "host": EVIL, "seq": seq,
+                  "prev": "0" * 64 if seq == break_at else prev, "schema": SCHEMA, "rows": len(ops)}
+        body = gzip.compress(("\n".join(json.dumps(o) for o in [header, *ops]) + "\n").encode(), mtime=0)
+        keys.append(f"log/{EVIL}/{seq:012d}.jsonl.gz")
+        raw_put(root, keys[-1], body)
+        prev = hashlib.sha256(body).hexdigest()
+    raw_put(root, f"heads/{EVIL}.json", json.dumps({"host": EVIL, "seq": len(bodies), "sha256": prev}).encode())
+    return keys
+
+
+def _good(n: int) -> list[dict[str, Any]]:
+    rid = "01h" + "0" * 20 + f"{n:03d}"
+    return [conversation(), response(id=rid, prompt=f"good {n}")]
+
+
+@pytest.mark.parametrize("break_at", [0, 3], ids=["chained", "chain-broken-after-it"])
+def test_a_bad_changeset_after_good_ones_stops_there(two_machines: tuple[Path, Store, Store], break_at: int,
+                                                     run: Any) -> None:
+    # Changesets are checked ahead, while the one before is applied: still, the
+    # good one before is applied, the bad one and what follows are not, and
+    # when the chain breaks after it, the break is what is reported.
+    root, _, victim = two_machines
+    keys = _chain(root, store_id(root), [_good(1), [conversation(), response(duration_ms=float("nan"))],
+                                         _good(3)], break_at=break_at)
+    victim.close()
+    result = run("--db", str(victim.path), "sync")
+    if break_at:
+        assert_one_line_error(result, keys[2], "breaks the hash chain")
+    else:
+        assert_one_line_error(result, keys[1], "duration_ms")
+    victim = Store.open(victim.path)
+    assert {r.prompt for r in victim.list_responses(count=0)} == {"from the honest host", "good 1"}
+    assert victim.conn.execute("SELECT seq FROM sync_chain WHERE host = ?", [EVIL]).fetchone()[0] == 1

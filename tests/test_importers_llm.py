@@ -299,3 +299,35 @@ def test_progress_bar_on_a_terminal(legacy_db: Path, tmp_path: Path) -> None:
     os.close(main)
     assert done.returncode == 0 and b"Imported 4 responses" in done.stdout
     assert b"Importing" in drawn
+
+
+def _content(store: Store) -> list[tuple[object, ...]]:
+    q = store.conn.execute
+    rows = q("SELECT id, conversation_id, prompt, system, response, reasoning, extras FROM responses ORDER BY id")
+    parts = q("SELECT response_id, ordinal, role, type, text, tool_call_id, tool_name, arguments_json, error, "
+              "attachment_id FROM parts ORDER BY response_id, ordinal")
+    return [*rows.fetchall(), *parts.fetchall()]
+
+
+@needs_llm
+@pytest.mark.parametrize("detach", [False, True], ids=["as-llm-wrote-it", "turn-without-parent"])
+def test_batches_of_one_turn_read_what_one_batch_reads(current_db: Path, tmp_path: Path, detach: bool) -> None:
+    # Only the chains of a batch's turns are read; a chain that goes above the
+    # previous batch's turns (the system prompt of "second turn" is in the first
+    # turn's chain) or past them (a turn with no parent message walks its output
+    # up to the root) gives the same rows as reading everything at once.
+    if detach:
+        with sqlite3.connect(current_db) as conn:
+            conn.execute("UPDATE turns SET parent_message_hash = NULL WHERE id = "
+                         "(SELECT id FROM turns ORDER BY id LIMIT 1 OFFSET 1)")
+    whole, single = Store.open(tmp_path / "whole.db"), Store.open(tmp_path / "single.db")
+    assert import_llm(whole, current_db).imported == 8
+    assert import_llm(single, current_db, batch=1).imported == 8
+    assert _content(single) == _content(whole)
+    system, prompt, response = whole.conn.execute(
+        "SELECT system, prompt, response FROM responses ORDER BY id LIMIT 1 OFFSET 1").fetchone()
+    assert system == "be brief"
+    if detach:  # its output is the whole chain, the first turn included
+        assert prompt is None and response.startswith("be briefhi there")
+    else:
+        assert prompt == "second turn"

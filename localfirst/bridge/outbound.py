@@ -15,23 +15,12 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ..exporters.llm_db import LlmWriter, llm_time, message_hash
-from ..exporters.llm_turns import LlmMessage
+from ..exporters.llm_db import LlmWriter, llm_time
 from ..records import Response
 from ..store import Store
 from .target import LlmTarget
 
 __all__ = ["llm_ids", "write_missing"]
-
-
-class _Appender(LlmWriter):
-    """The exporter's writer, for a database that already holds messages."""
-
-    def _ensure(self, m: LlmMessage, parent: str | None) -> str:
-        h = message_hash(m, parent)
-        if h not in self.known and self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone():
-            self.known.add(h)
-        return super()._ensure(m, parent)
 
 
 def llm_ids(target: LlmTarget) -> set[str]:
@@ -72,8 +61,9 @@ def _conversation(store: Store, target: LlmTarget, cid: str, new: set[str]) -> i
             return 0
         todo_ids = {r.id for r in todo}
         keep = [r for r in history if r.id in present or r.id in todo_ids]
-        writer = _Appender(conn, store)
+        writer = LlmWriter(conn, store)
         tip = writer.turns(keep, written=present)
+        writer.flush()
         _place_thread(conn, history[0], tip)
         return len(todo)
 

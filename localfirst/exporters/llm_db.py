@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from itertools import groupby
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
-from ..db import translate
-from ..errors import BadInput, NotFound
+from ..db import insert_rows, translate
+from ..errors import BadInput, DatabaseError, NotFound
 from ..records import Attachment, Response
 from ..store import Store
 from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
@@ -35,8 +36,48 @@ class LlmExport:
     responses: int = 0
 
 
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The tables LlmWriter gathers rows for, in the order flush writes them.
+_INSERTS = {
+    "messages": "INSERT INTO messages (hash, parent_hash, role)",
+    "parts": "INSERT INTO parts (id, message_hash, position, type, tool_name, text, payload)",
+    "part_attachments": 'INSERT INTO part_attachments (part_id, attachment_id, "order")',
+    "turns": "INSERT INTO turns (id, thread_id, parent_message_hash, tip_message_hash, model, resolved_model, "
+             "options_json, input_tokens, output_tokens, token_details, duration_ms, datetime_utc, response_json)",
+    "turn_search": "INSERT INTO turn_search (turn_id, prompt, response)",
+    "threads": "INSERT INTO threads (id, name, tip_message_hash, datetime_utc)",
+}
+_BY_HASH = {"messages": itemgetter(0)}
+# Turns gathered before export_llm writes them: a few MB of rows.
+_FLUSH = 2000
+
+
+# One encoder for every hash: json.dumps with arguments builds a new one per call.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Written:
+    """A Bloom filter of the message hashes written: "no" is certain, "maybe" asks the database.
+
+    A few MB, whatever the size of the export, where a set of every hash
+    grows with it, and a lookup in the file for every message costs a seek
+    into an index keyed by hash.
+    """
+
+    BITS = 1 << 26  # 8 MB; one "maybe" in ~300 at two million messages
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS // 8)
+
+    def _slots(self, h: str) -> list[int]:
+        digest = int(h[3:], 16)  # "b2:" and 128 bits of blake2b: four slices of 26 bits
+        return [(digest >> (26 * i)) & (self.BITS - 1) for i in range(4)]
+
+    def add(self, h: str) -> None:
+        for slot in self._slots(h):
+            self.bits[slot >> 3] |= 1 << (slot & 7)
+
+    def __contains__(self, h: str) -> bool:
+        return all(self.bits[slot >> 3] & (1 << (slot & 7)) for slot in self._slots(h))
 
 
 def _llm_attachment_id(a: Attachment) -> str:
@@ -48,6 +89,9 @@ def _llm_attachment_id(a: Attachment) -> str:
 def message_hash(message: LlmMessage, parent: str | None) -> str:
     parts = []
     for part, atts in zip(message.parts, message.attachments, strict=True):
+        if not atts:  # most parts: hashed as they are
+            parts.append(part)
+            continue
         d = dict(part)
         canon = [{"id": _llm_attachment_id(a), "type": a.mime_type} for a in atts]
         if d["type"] == "attachment":
@@ -61,7 +105,12 @@ def message_hash(message: LlmMessage, parent: str | None) -> str:
 
 
 def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since: str | None = None) -> LlmExport:
-    """Write the store (or one conversation, or what is newer than ``since``) to a new llm database."""
+    """Write the store (or one conversation, or what is newer than ``since``) to a new llm database.
+
+    The database is built under a temporary name beside ``path`` and renamed
+    into place once complete, so ``path`` never holds half an export, even
+    after a crash; the temporary file goes when the export fails.
+    """
     target = Path(path).expanduser()
     if not target.parent.exists():
         raise BadInput(f"cannot write {target}: directory {target.parent} does not exist")
@@ -70,33 +119,45 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
     # Checked (an unknown --cid) before the file is made; read in chunks, a conversation at a time.
     responses = store.stream_responses(count=0, conversation_id=cid, since=since, by_conversation=True)
     result = LlmExport(str(target))
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        conn = sqlite3.connect(str(target), isolation_level=None)
+        conn = sqlite3.connect(str(partial), isolation_level=None)
     except sqlite3.Error as exc:
+        responses.close()
         raise translate(exc, str(target)) from exc
     try:
         conn.executescript(LLM_SCHEMA)
         conn.execute("BEGIN")
         conn.executemany('INSERT INTO "_llm_migrations" (name, applied_at) VALUES (?, ?)',
                          [(n, "1970-01-01 00:00:00+00:00") for n in LLM_MIGRATIONS])
-        writer = LlmWriter(conn, store)
+        writer = LlmWriter(conn, store, fresh=True)
         for _, group in groupby(responses, key=attrgetter("conversation_id")):
             conversation = list(group)
             writer.thread(conversation)
             result.conversations += 1
             result.responses += len(conversation)
+            if writer.pending >= _FLUSH:
+                writer.flush()
+        writer.flush()
         conn.execute("COMMIT")
+        conn.close()
+        with open(partial, "rb") as done:
+            os.fsync(done.fileno())
+        os.replace(partial, target)
     except sqlite3.Error as exc:
         conn.close()
-        target.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise translate(exc, str(target)) from exc
+    except OSError as exc:
+        conn.close()
+        partial.unlink(missing_ok=True)
+        raise DatabaseError(f"cannot write {target}: {exc.strerror or exc}") from exc
     except BaseException:
         conn.close()
-        target.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     finally:
         responses.close()
-    conn.close()
     return result
 
 
@@ -106,27 +167,58 @@ def llm_time(utc_text: str | None) -> str | None:
 
 
 class LlmWriter:
-    """Writes conversations into an llm database as threads, messages and turns."""
+    """Writes conversations into an llm database as threads, messages and turns.
 
-    def __init__(self, conn: sqlite3.Connection, store: Store) -> None:
+    Rows are gathered and written by ``flush``, a statement per table: an
+    INSERT a row at a time costs a statement each, and the full-text index
+    of ``turn_search`` a flush of its pending terms each. A message already
+    in the database (an identical exchange elsewhere, or one llm wrote) is
+    not written twice: messages are content-addressed. Parts are numbered
+    here, from the highest id the database holds, so that their attachment
+    links need not wait for SQLite to number them.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, store: Store, *, fresh: bool = False) -> None:
+        """``fresh``: the database holds only what this writer writes (a new export)."""
         self.conn = conn
         self.store = store
-        self.known: set[str] = set()
+        self.known: set[str] = set()  # hashes gathered since the last flush
+        self._written = _Written() if fresh else None
         self.attachments: set[str] = set()
+        self.pending = 0  # turns gathered since the last flush
+        self._part_id = conn.execute("SELECT coalesce(max(id), 0) FROM parts").fetchone()[0]
+        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in _INSERTS}
+
+    def flush(self) -> None:
+        """Write every row gathered so far (in the caller's transaction)."""
+        for name, sql in _INSERTS.items():
+            rows = self._rows[name]
+            if not rows:
+                continue
+            if name == "turn_search":
+                insert_rows(self.conn, sql, rows, width=3)
+            elif name in _BY_HASH:
+                # In key order, each page of an index keyed by hash is visited once per flush.
+                rows.sort(key=_BY_HASH[name])
+                self.conn.executemany(f"{sql} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            else:
+                self.conn.executemany(f"{sql} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+            rows.clear()
+        self.pending = 0
+        self.known.clear()  # what was gathered is in the database now
 
     def thread(self, responses: list[Response]) -> None:
         first = responses[0]
         tip = self.turns(responses)
-        self.conn.execute(
-            'INSERT INTO threads (id, name, tip_message_hash, forked_from, datetime_utc) VALUES (?, ?, ?, NULL, ?)',
-            [first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)])
+        self._rows["threads"].append(
+            (first.conversation_id, first.conversation_name, tip, llm_time(first.datetime_utc)))
 
     def turns(self, responses: list[Response], *, written: dict[str, str | None] | None = None) -> str | None:
-        """Write the turns of one conversation, oldest first; returns the tip of the last.
+        """Gather the turns of one conversation, oldest first; returns the tip of the last.
 
         ``written`` maps the ids of turns the database already holds to their
         tips: those are not written again, and the next turn continues from
-        the tip stored there.
+        the tip stored there. Nothing is written until ``flush``.
         """
         tip: str | None = None
         system: str | None = None
@@ -149,9 +241,17 @@ class LlmWriter:
         if h in self.known:
             return h
         self.known.add(h)
-        self.conn.execute("INSERT INTO messages (hash, parent_hash, role, provider_metadata) VALUES (?, ?, ?, NULL)",
-                          [h, parent, m.role])
+        if ((self._written is None or h in self._written)
+                and self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone()):
+            return h  # written before the last flush, here or by llm: content-addressed, so the same
+        if self._written is not None:
+            self._written.add(h)
+        self._rows["messages"].append((h, parent, m.role))
         for position, (d, atts) in enumerate(zip(m.parts, m.attachments, strict=True)):
+            if not atts and len(d) == 2 and d["type"] in ("text", "reasoning"):  # most parts: their text alone
+                self._part_id += 1
+                self._rows["parts"].append((self._part_id, h, position, d["type"], None, d["text"], None))
+                continue
             payload = {k: v for k, v in d.items() if k != "type"}
             text = None
             if d["type"] in ("text", "reasoning"):
@@ -161,12 +261,10 @@ class LlmWriter:
                 payload["attachment"] = {"id": ids[0]}
             elif ids:
                 payload["attachments"] = [{"id": i} for i in ids]
-            cur = self.conn.execute(
-                "INSERT INTO parts (message_hash, position, type, tool_name, text, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                [h, position, d["type"], payload.get("name"), text, json.dumps(payload) if payload else None])
-            for order, aid in enumerate(ids):
-                self.conn.execute('INSERT INTO part_attachments (part_id, attachment_id, "order") VALUES (?, ?, ?)',
-                                  [cur.lastrowid, aid, order])
+            self._part_id += 1
+            self._rows["parts"].append((self._part_id, h, position, d["type"], payload.get("name"), text,
+                                        json.dumps(payload) if payload else None))
+            self._rows["part_attachments"] += [(self._part_id, aid, order) for order, aid in enumerate(ids)]
         return h
 
     def _attachment(self, a: Attachment) -> str:
@@ -182,14 +280,11 @@ class LlmWriter:
         return aid
 
     def _turn(self, r: Response, parent: str | None, tip: str) -> None:
-        self.conn.execute(
-            "INSERT INTO turns (id, thread_id, parent_message_hash, tip_message_hash, model, resolved_model, "
-            "options_json, schema_id, input_tokens, output_tokens, token_details, duration_ms, datetime_utc, "
-            "response_json) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
-            [r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
-             json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
-             json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
-             llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None])
+        self._rows["turns"].append((
+            r.id, r.conversation_id, parent, tip, r.model, r.resolved_model,
+            json.dumps(r.options) if r.options else None, r.input_tokens, r.output_tokens,
+            json.dumps(r.token_details) if r.token_details else None, r.duration_ms,
+            llm_time(r.datetime_utc), json.dumps(r.response_json) if r.response_json is not None else None))
         if r.prompt or r.response:
-            self.conn.execute("INSERT INTO turn_search (turn_id, prompt, response) VALUES (?, ?, ?)",
-                              [r.id, r.prompt or "", r.response or ""])
+            self._rows["turn_search"].append((r.id, r.prompt or "", r.response or ""))
+        self.pending += 1

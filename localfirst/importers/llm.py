@@ -144,7 +144,8 @@ def _plan(store: Store, source: LlmSource, report: ImportReport) -> None:
     read from the newer one, as llm itself shows it.
     """
     conn = store.conn
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _lf_new (key TEXT PRIMARY KEY, llm_id, gen INTEGER NOT NULL)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS _lf_new (key TEXT PRIMARY KEY, llm_id, gen INTEGER NOT NULL) "
+                 "WITHOUT ROWID")
     conn.execute("DELETE FROM temp._lf_new")
     for gen, (generation, label, ids_of) in enumerate((
         (source.messages, "threads/turns", turn_ids),

@@ -35,7 +35,7 @@ def read_legacy(
         + ", " + ", ".join(
             f'json_valid(r."{n}")' if source.has("responses", n) else "NULL"
             for n in ("prompt_json", "options_json", "response_json", "token_details"))
-        + " FROM responses r JOIN temp._lf_want w ON w.id = r.id ORDER BY r.id"
+        + " FROM temp._lf_want w CROSS JOIN responses r ON r.id = w.id ORDER BY r.id"
     )
     rows = source.conn.execute(sql).fetchall()
     extra = _Satellites(source, atts, problems)
@@ -64,8 +64,8 @@ def _conversations(source: LlmSource) -> dict[str, tuple[str | None, str | None]
     if not source.has("conversations", "id"):
         return {}
     sql = (f"SELECT id, {source.col('conversations', 'name')}, {source.col('conversations', 'model')} "
-           "FROM conversations WHERE id IN (SELECT conversation_id FROM responses r "
-           "JOIN temp._lf_want w ON w.id = r.id)")
+           "FROM conversations WHERE id IN (SELECT conversation_id FROM temp._lf_want w "
+           "CROSS JOIN responses r ON r.id = w.id)")
     return {str(r[0]).lower(): (r[1], r[2]) for r in source.conn.execute(sql) if r[0] is not None}
 
 
@@ -163,7 +163,7 @@ class _Satellites:
                 self.tools[rid].append(name)
         if source.has("schemas", "id", "content") and source.has("responses", "schema_id"):
             for sid, content in q("SELECT id, content FROM schemas WHERE id IN (SELECT schema_id FROM "
-                                  "responses r JOIN temp._lf_want w ON w.id = r.id)"):
+                                  "temp._lf_want w CROSS JOIN responses r ON r.id = w.id)"):
                 self.schemas[sid] = json.loads(content) if _valid(content) else content
 
     def _results(self, atts: Attachments, problems: list[str]) -> None:

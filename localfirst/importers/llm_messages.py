@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .llm_rows import Attachments, Problem, Thread, Turn, dumps, json_text, ulid, utc
@@ -27,7 +27,7 @@ def turn_ids(source: LlmSource) -> Iterator[str]:
 
 
 def message_tree(source: LlmSource) -> MessageTree:
-    """The parent links and roles of every message: read once for an import made in batches."""
+    """Parent links and roles of messages, read batch by batch, with chain roots remembered from one to the next."""
     return _Tree(source)
 
 
@@ -43,16 +43,17 @@ def read_messages(
             "resolved_model", "options_json", "schema_id", "input_tokens", "output_tokens",
             "token_details", "duration_ms", "datetime_utc", "response_json"))
         + ", " + ", ".join(_valid(source, "turns", n, "t") for n in ("options_json", "token_details", "response_json"))
-        + " FROM turns t JOIN temp._lf_want w ON w.id = t.id ORDER BY t.id"
+        + " FROM temp._lf_want w CROSS JOIN turns t ON t.id = w.id ORDER BY t.id"
     ).fetchall()
     if not rows:
         return {}, []
     tree = tree or _Tree(source)
+    tree.load({h for row in rows for h in (row[2], row[3]) if h is not None})
     segments = {}
     for row in rows:
         segments[row[0]] = tree.segments(row[2], row[3])
     needed = {h for inp, out, system in segments.values() for h in (*inp, *out, *([system] if system else []))}
-    parts = _Parts(source, needed, len(tree.role), atts, problems)
+    parts = _Parts(source, needed, atts, problems)
     threads = _threads(source)
     extras = _turn_extras(source)
     out_threads: dict[str, Thread] = {}
@@ -77,26 +78,73 @@ def read_messages(
 
 
 class _Tree:
-    """Parent links and roles of every message, and memoised chain roots."""
+    """Parent links and roles of the messages a batch of turns needs, and memoised chain roots.
+
+    Only the chains of the current batch are held, so memory follows the
+    batch and not the file: ``load`` reads them in one recursive query that
+    stops at the ends of the previous batch's turns, whose roots are
+    remembered. A walk that passes such a stop reads the rest of its chain
+    on demand, so the result is the same as with the whole tree in memory.
+    """
 
     def __init__(self, source: LlmSource) -> None:
-        self.parent: dict[str, str | None] = {}
-        self.role: dict[str, str] = {}
-        for h, p, role in source.conn.execute("SELECT hash, parent_hash, role FROM messages"):
-            self.parent[h] = p
-            self.role[h] = role
+        self.conn = source.conn
+        self.node: dict[str, tuple[str | None, str | None] | None] = {}  # None: no such message
         self._root: dict[str, str] = {}
+        self._ends: set[str] = set()
+        for table in ("_lf_stop", "_lf_start"):
+            self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (hash TEXT PRIMARY KEY)")
+
+    def load(self, ends: set[str]) -> None:
+        """Read the chains above ``ends`` (the parent and tip hashes of a batch's turns)."""
+        self._root = {h: self._root[h] for h in self._ends if h in self._root}
+        self._ends = ends
+        self.node = {}
+        self._fill("_lf_stop", self._root)
+        self._read(ends)
+
+    def _fill(self, table: str, hashes: Iterable[str]) -> None:
+        self.conn.execute(f"DELETE FROM temp.{table}")
+        self.conn.executemany(f"INSERT OR IGNORE INTO temp.{table} (hash) VALUES (?)", [(h,) for h in hashes])
+
+    def _read(self, starts: Iterable[str]) -> None:
+        self._fill("_lf_start", starts)
+        # Each step reads a message once, its parent link and role with it. UNION
+        # (not UNION ALL) ends a walk at a message already reached: a cycle too.
+        for h, found, parent, role in self.conn.execute(
+            "WITH RECURSIVE up(h, found, parent, role) AS ("
+            "SELECT s.hash, m.hash IS NOT NULL, m.parent_hash, m.role FROM temp._lf_start s "
+            "LEFT JOIN messages m ON m.hash = s.hash "
+            "UNION SELECT up.parent, m.hash IS NOT NULL, m.parent_hash, m.role FROM up "
+            "LEFT JOIN messages m ON m.hash = up.parent "
+            "WHERE up.parent IS NOT NULL AND up.h NOT IN (SELECT hash FROM temp._lf_stop)) "
+            "SELECT h, found, parent, role FROM up"
+        ):
+            self.node[h] = (parent, role) if found else None
+
+    def get(self, h: str) -> tuple[str | None, str | None] | None:
+        """``(parent, role)`` of message ``h``, or None when llm's file has no such message."""
+        if h not in self.node:
+            self._read([h])  # above a stop: the rest of that chain
+        return self.node.get(h)
+
+    def role(self, h: str) -> str | None:
+        node = self.get(h)
+        return None if node is None else node[1]
 
     def root(self, start: str) -> str:
         path: list[str] = []
+        seen: set[str] = set()
         h = start
         while True:
             if h in self._root:
                 top = self._root[h]
                 break
             path.append(h)
-            up = self.parent.get(h)
-            if up is None or up not in self.role or len(path) > len(self.role):
+            seen.add(h)
+            node = self.get(h)
+            up = None if node is None else node[0]
+            if up is None or up in seen or self.get(up) is None:
                 top = h
                 break
             h = up
@@ -106,22 +154,32 @@ class _Tree:
 
     def segments(self, parent: str | None, tip: str | None) -> tuple[list[str], list[str], str | None]:
         inputs: list[str] = []
+        seen: set[str] = set()
         h = parent
-        while h is not None and self.role.get(h) in ("user", "tool"):
+        while h is not None and h not in seen:
+            node = self.get(h)
+            if node is None or node[1] not in ("user", "tool"):
+                break
             inputs.append(h)
-            h = self.parent.get(h)
+            seen.add(h)
+            h = node[0]
         inputs.reverse()
         outputs: list[str] = []
+        seen = set()
         h = tip
-        while h is not None and h != parent and h in self.role:
+        while h is not None and h != parent and h not in seen:
+            node = self.get(h)
+            if node is None:
+                break
             outputs.append(h)
-            h = self.parent.get(h)
+            seen.add(h)
+            h = node[0]
         outputs.reverse()
         start = parent or tip
         system = None
-        if start is not None and start in self.role:
+        if start is not None and self.get(start) is not None:
             top = self.root(start)
-            if self.role.get(top) == "system":
+            if self.role(top) == "system":
                 system = top
         return inputs, outputs, system
 
@@ -129,21 +187,18 @@ class _Tree:
 class _Parts:
     """Parsed parts of the needed messages, with fragments and attachments resolved."""
 
-    def __init__(self, source: LlmSource, needed: set[str], total: int, atts: Attachments,
-                 problems: list[str]) -> None:
+    def __init__(self, source: LlmSource, needed: set[str], atts: Attachments, problems: list[str]) -> None:
         self.by_message: dict[str, list[tuple[str, str | None, str | None, dict[str, Any] | None]]] = (
             defaultdict(list))
         self.bad: dict[str, str] = {}
         q = source.conn.execute
+        q("CREATE TEMP TABLE IF NOT EXISTS _lf_msgs (hash TEXT PRIMARY KEY)")
+        q("DELETE FROM temp._lf_msgs")
+        source.conn.executemany("INSERT OR IGNORE INTO temp._lf_msgs (hash) VALUES (?)", [(h,) for h in needed])
+        # CROSS JOIN keeps the batch's short list outside: SQLite knows nothing of
+        # a temp table's size and would otherwise scan every part of the file.
         select = ("SELECT p.message_hash, p.position, p.type, " + source.col("parts", "tool_name", "p")
-                  + ", p.text, p.payload FROM parts p")
-        if len(needed) * 2 < total:
-            q("CREATE TEMP TABLE IF NOT EXISTS _lf_msgs (hash TEXT PRIMARY KEY)")
-            q("DELETE FROM temp._lf_msgs")
-            source.conn.executemany("INSERT OR IGNORE INTO temp._lf_msgs (hash) VALUES (?)", [(h,) for h in needed])
-            select += " JOIN temp._lf_msgs m ON m.hash = p.message_hash"
-        # else: most messages are wanted (a first import); reading them all
-        # costs less than naming each one to SQLite.
+                  + ", p.text, p.payload FROM temp._lf_msgs m CROSS JOIN parts p ON p.message_hash = m.hash")
         fragment_ids: set[int] = set()
         attachment_ids: set[str] = set()
         # Unordered: sorting every part's text in SQLite costs more than
@@ -236,7 +291,7 @@ def _threads(source: LlmSource) -> dict[str, tuple[str | None, str | None]]:
     if not source.has("threads", "id"):
         return {}
     sql = (f"SELECT id, {source.col('threads', 'name')}, {source.col('threads', 'datetime_utc')} FROM threads "
-           "WHERE id IN (SELECT thread_id FROM turns t JOIN temp._lf_want w ON w.id = t.id)")
+           "WHERE id IN (SELECT thread_id FROM temp._lf_want w CROSS JOIN turns t ON t.id = w.id)")
     return {str(r[0]).lower(): (r[1], r[2]) for r in source.conn.execute(sql) if r[0] is not None}
 
 
@@ -245,17 +300,18 @@ def _turn_extras(source: LlmSource) -> dict[str, dict[str, Any]]:
     q = source.conn.execute
     if source.has("turn_fragments", "turn_id", "fragment_id", "kind") and source.has("fragments", "hash"):
         for tid, kind, hash_, src in q(
-            f"SELECT tf.turn_id, tf.kind, f.hash, {source.col('fragments', 'source', 'f')} FROM turn_fragments tf "
-            "JOIN temp._lf_want w ON w.id = tf.turn_id JOIN fragments f ON f.id = tf.fragment_id "
+            f"SELECT tf.turn_id, tf.kind, f.hash, {source.col('fragments', 'source', 'f')} FROM temp._lf_want w "
+            "CROSS JOIN turn_fragments tf ON tf.turn_id = w.id JOIN fragments f ON f.id = tf.fragment_id "
             'ORDER BY tf.turn_id, tf.kind, tf."order"'):
             key = "llm:system_fragments" if kind == "system" else "llm:fragments"
             out[tid].setdefault(key, []).append({"hash": hash_, "source": src})
     if source.has("turn_tools", "turn_id", "tool_id") and source.has("tools", "id", "name"):
-        for tid, name in q("SELECT tt.turn_id, t.name FROM turn_tools tt JOIN temp._lf_want w ON w.id = tt.turn_id "
-                           "JOIN tools t ON t.id = tt.tool_id ORDER BY tt.turn_id, t.name"):
+        for tid, name in q("SELECT tt.turn_id, t.name FROM temp._lf_want w "
+                           "CROSS JOIN turn_tools tt ON tt.turn_id = w.id JOIN tools t ON t.id = tt.tool_id "
+                           "ORDER BY tt.turn_id, t.name"):
             out[tid].setdefault("llm:tools", []).append(name)
     if source.has("schemas", "id", "content") and source.has("turns", "schema_id"):
-        for tid, content in q("SELECT t.id, s.content FROM turns t JOIN temp._lf_want w ON w.id = t.id "
+        for tid, content in q("SELECT t.id, s.content FROM temp._lf_want w CROSS JOIN turns t ON t.id = w.id "
                               "JOIN schemas s ON s.id = t.schema_id"):
             try:
                 out[tid]["llm:schema"] = json.loads(content)
