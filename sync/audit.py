@@ -22,14 +22,14 @@ from localfirst.errors import CorruptObject, FormatTooNew, WrongKey
 from localfirst.registry import TABLES, capture_sql
 
 from . import capture, membership
-from .changeset import decode_lines, peek_header, read_header, sha256
+from .changeset import peek_header, sha256
 from .check import Schema
 from .compaction import deleted_before
-from .receive import MAX_OBJECT
+from .receive import MAX_OBJECT, decode_checked
 from .remotes import ObjectMissing
 from .session import Session, host_of_head, log_key
 from .snapshot import check_manifest_signature, decode_part, read_manifest, snapshot_ids
-from .team import WRITERS_KEY, Writers, check_scope, check_signature
+from .team import WRITERS_KEY, Writers, check_scope
 
 __all__ = ["verify_session", "Verified", "Problem", "check_local"]
 
@@ -99,10 +99,7 @@ def _check_snapshots(s: Session, schema: Schema, out: Verified, pick: random.Ran
 
 def check_changeset(s: Session, schema: Schema, body: bytes, key: str, writers: Writers | None) -> None:
     """Every check a pull makes before applying (on a team library: the signature and the scope too)."""
-    header, lines = read_header(body, key)
-    if s.team_id is not None:
-        check_signature(header, lines, writers, where=key, team=s.name)
-    batch = decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
+    _, batch = decode_checked(body, schema, key, s.name if s.team_id is not None else None, writers)
     check_scope(s.conn, batch, s.team_id, where=key)
 
 

@@ -8,7 +8,6 @@ Credentials are never stored: S3 ones come from boto3's usual chain.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,10 +17,9 @@ from localfirst.store import Store
 from localfirst.timeutil import now_utc
 
 from . import capture
-from .changeset import sha256
 from .keys import ENCRYPTED_FORMAT, Secret, create_keys, join_keys
-from .remotes import ObjectExists, ObjectMissing, Remote, RemoteConfig, check_url, open_remote
-from .session import FORMAT_KEY, SMALL_OBJECT, read_format
+from .remotes import ObjectMissing, Remote, RemoteConfig, check_url, open_remote
+from .session import FORMAT_KEY, SMALL_OBJECT, create_format, read_format
 from .team import scope_tables
 
 __all__ = ["Added", "add_remote", "remove_remote", "list_remotes", "get_remote", "check_config", "save_remote"]
@@ -86,12 +84,7 @@ def add_remote(
                        if fmt is not None else "an encrypted remote needs a passphrase")
     if fmt is None:
         fmt, ring, recovery = create_keys(remote, passphrase, scrypt_n=scrypt_n)
-        body = json.dumps(fmt, sort_keys=True).encode()
-        try:
-            remote.put(FORMAT_KEY, body, sha256=sha256(body), create_only=True)
-        except ObjectExists:
-            raise RemoteError(f"another machine created a remote at {config.url} at the same moment: "
-                              "run `localfirst remote add` again to join it") from None
+        create_format(remote, config.url, fmt)
     elif encrypted:
         ring = join_keys(remote, fmt, passphrase, name=name)
     else:

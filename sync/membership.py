@@ -8,7 +8,6 @@ unless the remote's writer list is signed by that key. Joining only reads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,8 @@ from localfirst.store import Store
 
 from .changeset import FORMAT, sha256
 from .keys import ENCRYPTED_FORMAT, Keyring, Secret, create_keys, join_keys
-from .remotes import ObjectExists, ObjectMissing, PreconditionFailed, Remote, RemoteConfig, open_remote
-from .session import FORMAT_KEY, SMALL_OBJECT, Counting, read_format
+from .remotes import ObjectMissing, PreconditionFailed, Remote, RemoteConfig, open_remote
+from .session import FORMAT_KEY, SMALL_OBJECT, Counting, create_format, read_format
 from .team import (
     WRITERS_KEY,
     Removed,
@@ -109,12 +108,7 @@ def create_team(
     # The writer list first, format.json last: a remote exists once its format.json does.
     body = writers.to_bytes()
     Counting(remote, ring).put(WRITERS_KEY, body, sha256=sha256(body), create_only=True)
-    data = json.dumps(fmt, sort_keys=True).encode()
-    try:
-        remote.put(FORMAT_KEY, data, sha256=sha256(data), create_only=True)
-    except ObjectExists:
-        raise RemoteError(f"another machine made a remote at {config.url} at the same moment; nothing was "
-                          "saved here") from None
+    create_format(remote, config.url, fmt)
     fp = fingerprint(keys.owner_key)
     config = replace(config, scope="templates", cipher=fmt.get("cipher"), store_id=store_id, owner=fp,
                      writer=keys.writer_key)
@@ -162,13 +156,16 @@ def join_team(
 
 
 def cached_writers(conn: Any, config: RemoteConfig) -> tuple[Writers | None, str | None]:
-    """The newest writer list this machine has seen for team ``config`` (checked again), and its ETag."""
+    """The newest writer list this machine has seen for team ``config``, and its ETag.
+
+    Only a list whose signature was checked is kept (:func:`_cache`), so its signature is not checked again.
+    """
     row = conn.execute("SELECT writers, etag FROM sync_teams WHERE remote = ?", [config.name]).fetchone()
     if row is None or not config.owner or not config.store_id:
         return None, None
     try:
         return Writers.parse(row[0].encode(), where="the writer list kept here", store=config.store_id,
-                             trusted=config.owner), row[1]
+                             trusted=config.owner, signed=False), row[1]
     except RemoteError:
         return None, None
 

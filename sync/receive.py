@@ -33,7 +33,7 @@ from .session import Chain, Session, check_own_head, head_key, host_of_head, log
 from .snapshot import apply_snapshot, check_manifest_signature, in_order, manifest_key, newest
 from .team import Writers, after_apply, before_apply, check_scope, check_signature
 
-__all__ = ["pull_session", "Pulled", "MAX_OBJECT"]
+__all__ = ["pull_session", "Pulled", "MAX_OBJECT", "decode_checked"]
 
 # The largest object a pull reads (a changeset is at most MAX_TEXT inflated;
 # compressed it is never much larger).
@@ -54,7 +54,7 @@ class Pulled:
     writers: Writers | None = None  # a team library's writer list, as checked at the start of this pull
 
 
-def _decode(body: bytes, schema: Schema, key: str, team: str | None, writers: Writers | None
+def decode_checked(body: bytes, schema: Schema, key: str, team: str | None, writers: Writers | None
             ) -> tuple[Header, Checked]:
     """Every check of one changeset (on a team library, ``team``: its signature first)."""
     header, lines = read_header(body, key)
@@ -158,7 +158,7 @@ def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[in
         if header.prev != prev:
             raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
                                 "or replaced")
-        decoded = decoder.submit(_decode, body, schema, key, team, result.writers)
+        decoded = decoder.submit(decode_checked, body, schema, key, team, result.writers)
         if held is not None:
             if verified:
                 _apply(s, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag), result)

@@ -206,9 +206,7 @@ def check_clock(s: Session) -> None:
 
 def check_writer(s: Session, listing: dict[str, str]) -> None:
     """Push to a team only while this machine's writer key is on its writer list: others would refuse it."""
-    writers = membership.writers(s, listing)
-    key = s.team_keys().writer_key
-    if key not in writers.writers:
+    if s.config.writer not in membership.writers(s, listing).writers:
         raise ReadOnly(
             f"this machine's writer key is not on the writer list of team {s.name!r}, so the other members would "
             f"refuse what it writes; nothing was written (changes stay queued). Give the owner the key "

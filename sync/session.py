@@ -287,6 +287,16 @@ def read_format(url: str, data: bytes) -> dict[str, Any]:
     return doc
 
 
+def create_format(remote: Remote | Counting, url: str, doc: dict[str, Any]) -> None:
+    """Create a new remote's ``format.json`` (create-only: a remote exists once it does)."""
+    data = json.dumps(doc, sort_keys=True).encode()
+    try:
+        remote.put(FORMAT_KEY, data, sha256=sha256(data), create_only=True)
+    except ObjectExists:
+        raise RemoteError(f"another machine made a remote at {url} at the same moment; nothing was saved here: "
+                          "run the command again") from None
+
+
 def _json(data: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
