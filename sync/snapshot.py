@@ -15,6 +15,7 @@ the newest snapshot is one LIST.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import re
 import sqlite3
@@ -268,6 +269,17 @@ def in_order(keys: Iterable[str], fetch: Callable[[str], bytes], *, window: int 
                 future.cancel()
 
 
+def _apply_part(s: Session, key: str, batch: Any) -> int:
+    """Apply one checked part in a transaction of its own; the rows it held."""
+    with s.store.write() as conn:
+        check_scope(conn, batch, s.team_id, where=key)
+        before_apply(conn, batch, s.team_id)
+        with capture.guard(conn, "snapshot"):
+            apply_checked(conn, batch, source=key)
+        after_apply(conn, batch, s.team_id)
+    return len(batch)
+
+
 def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: Callable[[int], None] | None = None
                    ) -> int:
     """Apply a snapshot's parts (each in its own transaction), then move every host's watermark to its cut.
@@ -281,22 +293,27 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
         return s.remote.get(key, max_bytes=MAX_TEXT + (1 << 20))
 
     expected = {k: (sha, n) for n, (k, sha, _) in enumerate(manifest.parts, start=1)}
+
+    def check(key: str, body: bytes) -> Any:
+        sha, n = expected[key]
+        if sha256(body) != sha:
+            raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
+        return decode_part(body, schema, where=key, manifest=manifest, n=n)
+
+    # As a pull does with changesets: a part is checked in a thread of its own
+    # while the one before it is applied (SQLite lets go of the GIL while it
+    # writes); each is applied, in order, only once its own check has passed.
     # Closed on the way out, not left to the garbage collector (see receive._pull_host).
-    with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts:
-        for key, body in parts:
-            sha, n = expected[key]
-            if sha256(body) != sha:
-                raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
-            batch = decode_part(body, schema, where=key, manifest=manifest, n=n)
-            with s.store.write() as conn:
-                check_scope(conn, batch, s.team_id, where=key)
-                before_apply(conn, batch, s.team_id)
-                with capture.guard(conn, "snapshot"):
-                    apply_checked(conn, batch, source=key)
-                after_apply(conn, batch, s.team_id)
-            rows += len(batch)
-            if on_part is not None:
-                on_part(rows)
+    with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
+        held: tuple[str, Future[Any]] | None = None
+        for key, body in itertools.chain(parts, [("", b"")]):  # the empty key: no more parts, apply the last one
+            following = (key, decoder.submit(check, key, body)) if key else None
+            if held is not None:
+                rows += _apply_part(s, held[0], held[1].result())
+                if on_part is not None:
+                    on_part(rows)
+            held = following
     with s.store.write():
         for host, (seq, sha) in manifest.covers.items():
             if host == s.host:
