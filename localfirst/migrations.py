@@ -551,3 +551,62 @@ def m060_team(db: Database) -> None:
         """
         + capture_sql(BY_NAME["template_labels"])
     )
+
+
+# -- parts as an ordinary table (m070_*) ------------------------------------
+
+_M070_PARTS = """
+        -- An ordinary (rowid) table: a WITHOUT ROWID table keeps each row in
+        -- its key's b-tree, where a row of more than about 1,000 bytes (on
+        -- 4 KiB pages) spills the rest into an overflow page of its own, so a
+        -- part of 1.1 kB of prose took a whole 4 KiB page more: the file was
+        -- 3-4x the text. Here a row of up to ~4,000 bytes stays on its page.
+        CREATE TABLE parts (
+            response_id TEXT NOT NULL REFERENCES responses(id),
+            ordinal INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            type TEXT NOT NULL,
+            text TEXT,
+            tool_call_id TEXT,
+            tool_name TEXT,
+            arguments_json TEXT,
+            error TEXT,
+            attachment_id TEXT REFERENCES attachments(id),
+            extras TEXT,
+            PRIMARY KEY (response_id, ordinal)
+        );
+        CREATE INDEX parts_attachment ON parts(attachment_id)
+            WHERE attachment_id IS NOT NULL;
+"""
+
+_M070_COLUMNS = ("response_id, ordinal, role, type, text, tool_call_id, tool_name, arguments_json, error, "
+                 "attachment_id, extras")
+
+
+@migration("m070_parts")
+def m070_parts(db: Database) -> None:
+    """Store parts in an ordinary table, so that a part of prose costs its size and not a page more.
+
+    Every row is kept, written in key order; the index and the capture
+    trigger are made again as they were.
+    """
+    from .registry import BY_NAME, capture_sql
+
+    conn = db.conn
+    triggers = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'parts'")]
+    for name in triggers:
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP INDEX parts_attachment")
+    # As in m040: whatever else names parts keeps naming the new table.
+    legacy = conn.execute("PRAGMA legacy_alter_table").fetchone()[0]
+    conn.execute("PRAGMA legacy_alter_table = ON")
+    try:
+        conn.execute("ALTER TABLE parts RENAME TO _m070_parts")
+    finally:
+        conn.execute(f"PRAGMA legacy_alter_table = {int(legacy)}")
+    db.executescript(_M070_PARTS)
+    conn.execute(f"INSERT INTO parts ({_M070_COLUMNS}) SELECT {_M070_COLUMNS} FROM _m070_parts "
+                 "ORDER BY response_id, ordinal")
+    conn.execute("DROP TABLE _m070_parts")
+    db.executescript(capture_sql(BY_NAME["parts"]))

@@ -70,3 +70,39 @@ def test_a_database_from_a_newer_version_is_refused(db_path):
     conn.close()
     with pytest.raises(SchemaTooNew, match="newer version"):
         Store.open(db_path)
+
+
+def test_m070_keeps_every_part_and_a_part_of_prose_costs_its_size(tmp_path):
+    """Parts of 1.1 kB prose took a page more each in a WITHOUT ROWID table; the upgrade keeps every row."""
+    path = tmp_path / "old.db"
+    old = connect(path)
+    old.execute("BEGIN IMMEDIATE")
+    migrations.apply(old, stop_before="m070_parts")
+    old.execute("COMMIT")
+    prose = ("a sentence of ordinary prose about databases, clocks and networks. " * 16)[:1100]
+    old.execute("INSERT INTO conversations (id, name, created_utc) VALUES ('c1', 'talk', '2026')")
+    for i in range(600):
+        rid = f"r{i:05d}"
+        old.execute("INSERT INTO responses (id, conversation_id, model, datetime_utc) VALUES (?, 'c1', 'm', '2026')",
+                    [rid])
+        old.executemany("INSERT INTO parts (response_id, ordinal, role, type, text, extras) VALUES (?, ?, ?, ?, ?, ?)",
+                        [(rid, 0, "user", "text", f"{i} question", None),
+                         (rid, 1, "assistant", "text", prose + str(i), '{"x": 1}')])
+    old.commit()
+    before = old.execute("SELECT * FROM parts ORDER BY response_id, ordinal").fetchall()
+    old.execute("VACUUM")
+    pages_before = old.execute("PRAGMA page_count").fetchone()[0]
+    old.close()
+
+    upgraded = Store.open(path)
+    conn = upgraded.conn
+    assert conn.execute("SELECT * FROM parts ORDER BY response_id, ordinal").fetchall() == before
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'parts'").fetchone()[0]
+    assert "WITHOUT ROWID" not in sql
+    # Parts are written in key order, so a scan of the table is a scan of the key.
+    assert [r[0] for r in conn.execute("SELECT response_id FROM parts ORDER BY rowid")] == [r[0] for r in before]
+    conn.execute("VACUUM")
+    pages_after = conn.execute("PRAGMA page_count").fetchone()[0]
+    upgraded.close()
+    # 600 parts of 1.1 kB prose each took a 4 KiB overflow page of their own before: most of that is gone.
+    assert pages_before - pages_after > 400, (pages_before, pages_after)
