@@ -119,12 +119,17 @@ def test_loading_the_plugin_imports_nothing_heavy() -> None:
     assert not loaded & heavy, sorted(loaded & heavy)
 
 
-def test_the_search_box_ranks_like_logs_list_q_in_plain_datasette(dbs: dict[str, Path]) -> None:
+def test_the_search_box_ranks_like_logs_list_q_in_plain_datasette(dbs: dict[str, Path], tmp_path: Path) -> None:
     ranked = _ranked_by_the_cli(dbs["my.history"], "wal")
     assert len(ranked) == 3
+    work = _localfirst_db(tmp_path / "work.db")
 
     async def go() -> None:
-        client = _datasette(dbs["lookalike"], dbs["my.history"]).client
+        client = _datasette(dbs["lookalike"], dbs["my.history"], work).client
+        # Every localfirst database open ranks, each to its own query.
+        assert (await client.get("/work/responses?_search=wal")).headers["location"] == "/work/search?q=wal"
+        assert ([r["id"] for r in (await client.get("/work/search.json?q=wal&_shape=objects")).json()["rows"]]
+                == _ranked_by_the_cli(work, "wal"))
         assert 'name="_search"' in (await client.get("/my~2Ehistory/responses")).text
         for asked in ("/my~2Ehistory/responses?_search=wal&_filter_column=&_filter_op=exact&_filter_value="
                       "&_sort=datetime_utc&_sort_by_desc=on",
@@ -340,3 +345,26 @@ def test_a_real_datasette_process_ranks_the_search_box(datasette_process: str, t
     page = httpx.get(f"{url}/logs/-/conversation/{cid}")
     assert page.status_code == 200 and re.search(r"<h1>[^<]*wal", page.text)
 
+
+
+def test_without_the_web_extra_search_ranks_and_the_transcript_page_says_what_is_missing(
+        dbs: dict[str, Path]) -> None:
+    """`datasette install localfirst` brings localfirst without markdown-it-py, the page's renderer."""
+    store = Store.open(dbs["my.history"], for_reading=True)
+    cid = store.list_responses(count=1)[0].conversation_id
+    store.close()
+    code = f"""
+import asyncio, sys
+sys.modules["markdown_it"] = None
+from datasette.app import Datasette
+ds = Datasette([{str(dbs["my.history"])!r}])
+moved = asyncio.run(ds.client.get("/my~2Ehistory/responses?_search=wal"))
+page = asyncio.run(ds.client.get("/my~2Ehistory/-/conversation/{cid}"))
+print(moved.status_code, moved.headers["location"], page.status_code)
+print(page.text)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, text = done.stdout.split("\n", 1)
+    assert first.split() == ["302", "/my~2Ehistory/search?q=wal", "500"]
+    assert text.strip() == "the conversation page needs the web extra: pip install 'localfirst[web]'"

@@ -42,7 +42,12 @@ details{margin:.4rem 0}summary{cursor:pointer;color:#555}
 
 
 def _markdown() -> Callable[[str], str]:
-    from markdown_it import MarkdownIt
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError as exc:  # Datasette given localfirst without the web extra
+        from ..errors import MissingExtra
+
+        raise MissingExtra("the conversation page needs the web extra: pip install 'localfirst[web]'") from exc
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
     return md.render
