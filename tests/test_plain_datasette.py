@@ -368,3 +368,23 @@ print(page.text)
     first, text = done.stdout.split("\n", 1)
     assert first.split() == ["302", "/my~2Ehistory/search?q=wal", "500"]
     assert text.strip() == "the conversation page needs the web extra: pip install 'localfirst[web]'"
+
+
+def test_a_localfirst_database_not_yet_upgraded_gets_a_message_not_a_write(dbs: dict[str, Path]) -> None:
+    path = dbs["my.history"]
+    conn = sqlite3.connect(path)
+    last = conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid DESC LIMIT 1").fetchone()[0]
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [last])
+    conn.commit()
+    cid = conn.execute("SELECT id FROM conversations LIMIT 1").fetchone()[0]
+    conn.close()
+    before = path.read_bytes()
+
+    async def go() -> None:
+        page = await _datasette(path).client.get(f"/my~2Ehistory/-/conversation/{cid}")
+        assert page.status_code == 500
+        assert page.text == f"{path} was written by an older localfirst: any localfirst command on it, " \
+                            "or localfirst serve, upgrades it"
+
+    asyncio.run(go())
+    assert path.read_bytes() == before

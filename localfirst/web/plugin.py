@@ -50,10 +50,20 @@ def conversation_path(datasette: Any, database: str, cid: str) -> str:
 
 
 def _render(path: str, base: str, cid: str) -> str | None:
-    from ..db import connect
+    from ..db import check_schema, connect
+    from ..errors import DatabaseError
     from ..store import Store
 
-    store = Store(connect(path, readonly=True), path=path)
+    conn = connect(path, readonly=True)
+    try:
+        # A plain datasette may show a file no localfirst has upgraded yet; serve upgrades it first.
+        if check_schema(conn, path):
+            raise DatabaseError(f"{path} was written by an older localfirst: any localfirst command on it, "
+                                "or localfirst serve, upgrades it")
+    except BaseException:
+        conn.close()
+        raise
+    store = Store(conn, path=path)
     try:
         if not store.conversation_exists(cid):
             return None
