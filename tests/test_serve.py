@@ -112,7 +112,7 @@ def test_datasette_hides_internal_tables_describes_and_links_to_transcripts(serv
         assert {v["name"] for v in index["views"]} == {"exchanges", "conversation_summaries"}
         assert {q["name"] for q in index["queries"]} == {"search", "conversation", "tokens_by_model_and_month"}
         table = await client.get("/logs/responses")
-        assert f'href="/-/conversation/{cid}#{rids[0]}"' in table.text
+        assert f'href="/logs/-/conversation/{cid}#{rids[0]}"' in table.text
         assert "Every exchange" in table.text
         hits = (await client.get("/logs/search.json?q=wal&_shape=objects")).json()["rows"]
         assert [h["id"] for h in hits] == [r.id for r in Store.open(path).list_responses(query="wal")]

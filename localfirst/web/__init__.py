@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadInput, DatabaseError, MissingExtra
-from .metadata import metadata
+from .metadata import instance_metadata
 
 __all__ = ["Server", "prepare", "make_datasette"]
 
 
 def make_datasette(path: str | Path) -> Any:
-    """A Datasette on ``path`` with localfirst's metadata and plugin; nothing can write through it."""
+    """A Datasette on ``path`` with localfirst's plugin and title; nothing can write through it.
+
+    Datasette has usually loaded the plugin already, from its entry point;
+    it is registered here only when it has not (pluggy refuses a name twice).
+    """
     try:
         from datasette.app import Datasette
         from datasette.plugins import pm
@@ -27,11 +31,10 @@ def make_datasette(path: str | Path) -> Any:
         raise MissingExtra("serve needs the web extra: pip install 'localfirst[web]'") from exc
     from . import plugin
 
-    if not pm.is_registered(plugin):
-        pm.register(plugin, name="localfirst")
-    name = Path(path).stem
+    if not pm.is_registered(plugin) and not pm.has_plugin(plugin.NAME):
+        pm.register(plugin, name=plugin.NAME)
     return Datasette(
-        [str(path)], metadata=metadata(name),
+        [str(path)], metadata=instance_metadata(),
         settings={"allow_download": False, "allow_csv_stream": True, "default_page_size": 50},
     )
 

@@ -1,10 +1,19 @@
-"""What Datasette shows of a localfirst database: titles, descriptions, hidden tables, canned queries."""
+"""What Datasette shows of a localfirst database: titles, descriptions, hidden tables, canned queries.
+
+The one place these are written. The plugin hands them to Datasette for each
+localfirst database it has open, whether ``localfirst serve`` or a plain
+``datasette`` started it: descriptions and hidden tables through
+``get_metadata``, the queries through ``canned_queries``. ``serve`` adds only
+the title of its page.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["metadata", "HIDDEN"]
+from .search import DEFAULT_SORT_DESC, QUERY
+
+__all__ = ["database_metadata", "queries", "instance_metadata", "HIDDEN"]
 
 # Local bookkeeping, not history: hidden from the table list (still reachable by SQL).
 HIDDEN = ("meta", "_sqlite_migrations", "sync_remotes", "sync_outbox", "sync_changes", "sync_seed", "sync_chain",
@@ -47,8 +56,8 @@ _TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "conversation_summaries": ("One row per conversation: counts, tokens, first and last time, models.", {}),
 }
 
-_QUERIES = {
-    "search": {
+_QUERIES: dict[str, dict[str, str]] = {
+    QUERY: {
         "title": "Search",
         "description": "Full-text search of prompts and responses, best match first (like logs list -q).",
         "sql": (
@@ -75,14 +84,23 @@ _QUERIES = {
 }
 
 
-def metadata(database: str) -> dict[str, Any]:
-    """Datasette metadata for the database served under the name ``database``."""
+def database_metadata() -> dict[str, Any]:
+    """The metadata of one localfirst database (its tables), a fresh copy Datasette may change."""
     tables: dict[str, Any] = {name: {"hidden": True} for name in HIDDEN}
     for name, (description, columns) in _TABLES.items():
-        tables[name] = {"description": description, "columns": columns}
-    tables["responses"]["sort_desc"] = "datetime_utc"
+        tables[name] = {"description": description, "columns": dict(columns)}
+    tables["responses"]["sort_desc"] = DEFAULT_SORT_DESC
+    return {"tables": tables}
+
+
+def queries() -> dict[str, dict[str, str]]:
+    """The canned queries of a localfirst database, a fresh copy (Datasette adds each one's name to it)."""
+    return {name: dict(query) for name, query in _QUERIES.items()}
+
+
+def instance_metadata() -> dict[str, Any]:
+    """What ``serve`` adds to a Datasette that shows one localfirst database: the page's title."""
     return {
         "title": "localfirst",
         "description": "Your LLM conversations. Open a conversation's transcript from its id.",
-        "databases": {database: {"tables": tables, "queries": _QUERIES}},
     }

@@ -12,9 +12,10 @@ import base64
 import json
 from collections.abc import Callable
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..records import Part, Response
+if TYPE_CHECKING:
+    from ..records import Part, Response
 
 __all__ = ["render_conversation", "CSP", "INLINE_IMAGE_TYPES", "MAX_INLINE_IMAGE"]
 
@@ -41,7 +42,12 @@ details{margin:.4rem 0}summary{cursor:pointer;color:#555}
 
 
 def _markdown() -> Callable[[str], str]:
-    from markdown_it import MarkdownIt
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError as exc:  # Datasette given localfirst without the web extra
+        from ..errors import MissingExtra
+
+        raise MissingExtra("the conversation page needs the web extra: pip install 'localfirst[web]'") from exc
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable("table")
     return md.render
@@ -52,9 +58,9 @@ def _json(value: Any) -> str:
 
 
 class _Renderer:
-    def __init__(self, *, database: str, attachment: Callable[[str], bytes | None]) -> None:
+    def __init__(self, *, base: str, attachment: Callable[[str], bytes | None]) -> None:
         self.md = _markdown()
-        self.database = database
+        self.base = base
         self.attachment = attachment
 
     def text(self, value: str | None) -> str:
@@ -80,7 +86,7 @@ class _Renderer:
         a = p.attachment
         assert a is not None
         label = escape(a.path or a.url or a.id[:12])
-        link = f"/{escape(self.database)}/attachments/{escape(a.id)}.blob?_blob_column=content"
+        link = f"{escape(self.base)}/attachments/{escape(a.id)}.blob?_blob_column=content"
         out = f'<p class="meta">Attachment {label} ({escape(a.mime_type or "unknown type")}, {a.size} bytes)'
         content = None
         if a.mime_type in INLINE_IMAGE_TYPES and 0 < a.size <= MAX_INLINE_IMAGE:
@@ -103,7 +109,7 @@ class _Renderer:
         model = r.model + (f" ({r.resolved_model})" if r.resolved_model and r.resolved_model != r.model else "")
         out.append(f'<p class="meta">{escape(r.datetime_utc or "")} · {escape(model)}'
                    + (" · simulated" if r.simulated else "") + "".join(f" · {escape(u)}" for u in usage)
-                   + f' · <a href="/{escape(self.database)}/responses/{escape(r.id or "")}">row</a></p>')
+                   + f' · <a href="{escape(self.base)}/responses/{escape(r.id or "")}">row</a></p>')
         if r.system and r.system != shown_system:
             out.append(f'<div class="bubble system"><span class="role">System</span>{self.text(r.system)}</div>')
         sent = [p for p in r.parts if p.role == "user"]
@@ -119,10 +125,14 @@ class _Renderer:
         return "".join(out)
 
 
-def render_conversation(cid: str, name: str | None, responses: list[Response], *, database: str,
+def render_conversation(cid: str, name: str | None, responses: list[Response], *, base: str,
                         attachment: Callable[[str], bytes | None]) -> str:
-    """The HTML of one conversation; ``attachment(id)`` gives an image's bytes to show inline."""
-    renderer = _Renderer(database=database, attachment=attachment)
+    """The HTML of one conversation; ``attachment(id)`` gives an image's bytes to show inline.
+
+    ``base`` is the address of the database's page in Datasette (``/logs``);
+    the row, table and attachment links start from it.
+    """
+    renderer = _Renderer(base=base, attachment=attachment)
     title = escape(name or "Conversation")
     tokens_in = sum(r.input_tokens or 0 for r in responses)
     tokens_out = sum(r.output_tokens or 0 for r in responses)
@@ -138,7 +148,7 @@ def render_conversation(cid: str, name: str | None, responses: list[Response], *
         f"<body><header><h1>{title}</h1>"
         f'<p>Conversation <code>{escape(cid)}</code> · {len(responses)} turns · {models}</p>'
         f"<p>{tokens_in} input and {tokens_out} output tokens · "
-        f'<a href="/{escape(database)}/conversations/{escape(cid)}">row</a> · '
-        f'<a href="/{escape(database)}/exchanges?conversation_id={escape(cid)}">exchanges</a></p></header>'
+        f'<a href="{escape(base)}/conversations/{escape(cid)}">row</a> · '
+        f'<a href="{escape(base)}/exchanges?conversation_id={escape(cid)}">exchanges</a></p></header>'
         f"<main>{''.join(body)}</main></body></html>"
     )
