@@ -4,7 +4,7 @@ import importlib
 import sys
 
 MODULES = ["startup", "store", "merge", "prompt", "importer", "sync", "browse", "plugin_startup", "encryption",
-           "llm_paths", "team"]
+           "llm_paths", "team", "parts_table"]
 
 names = sys.argv[1:] or MODULES
 for name in names:
