@@ -2,7 +2,8 @@
 
 Each command parses its options, makes one library call and renders the
 result. Errors a user can cause arrive as LocalFirstError and become one
-``Error: ...`` line in :func:`main`.
+``Error: ...`` line in :func:`main` (through :func:`localfirst.running.finish`,
+which the typer-free start of ``logs list`` in :mod:`localfirst.entry` shares).
 """
 
 from __future__ import annotations

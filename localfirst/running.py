@@ -19,7 +19,7 @@ from . import paths
 from .errors import LocalFirstError
 from .store import Store
 
-__all__ = ["Echo", "echo", "open_store", "write", "finish"]
+__all__ = ["Echo", "echo", "open_store", "write", "silence_stdout", "finish"]
 
 
 class Echo(Protocol):

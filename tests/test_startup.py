@@ -23,13 +23,15 @@ READ_PATH = {
     "localfirst.running", "localfirst.store", "localfirst.timeutil",
 }
 # The standard library's part, as Python 3.11 imports it: dataclasses (and
-# through it inspect) for the records, typing, threading for the ids, runpy
-# for `python -m`. Other versions import other submodules; there the test
-# checks only that this part is all standard library.
+# through it inspect) for the records, typing, pathlib (with urllib.parse and
+# ipaddress), threading for the ids, runpy for `python -m`. Other versions
+# import other submodules; there the test checks only that this part is all
+# standard library.
 STDLIB_311 = {
-    "_ast", "_opcode", "_typing", "_weakrefset", "ast", "copy", "dataclasses", "dis", "inspect", "linecache",
-    "opcode", "org", "org.python", "org.python.core", "runpy", "threading", "token", "tokenize", "typing",
-    "weakref",
+    "__future__", "_ast", "_opcode", "_typing", "_weakrefset", "_winapi", "ast", "contextlib", "copy", "dataclasses",
+    "dis", "errno", "fnmatch", "importlib", "importlib._abc", "importlib.machinery", "importlib.util", "inspect",
+    "ipaddress", "linecache", "nt", "ntpath", "opcode", "org", "org.python", "org.python.core", "pathlib", "runpy",
+    "threading", "token", "tokenize", "typing", "urllib", "urllib.parse", "warnings", "weakref",
 }
 
 
