@@ -284,6 +284,31 @@ def test_a_closed_pipe_ends_both_paths_alike(tmp_path: Path) -> None:
     assert results["typer"] == (1, b"", "typer")
 
 
+def test_ctrl_c_ends_both_paths_alike(tmp_path: Path) -> None:
+    """Ctrl-C while the list is written: typer returns 130 without a word, and so does the fast path."""
+    import signal
+
+    db = tmp_path / "many.db"
+    store = Store.open(db)
+    store.log_many([Response(model="m", prompt=f"p{i}", response="x" * 500) for i in range(3000)])
+    store.close()
+    (tmp_path / "driver.py").write_text(DRIVER)
+    results = {}
+    for mode in ("fast", "typer"):
+        mark = tmp_path / f"mark-{mode}"
+        proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), mode, str(mark),
+                                 "--db", str(db), "logs", "-n", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        assert proc.stdout.read(1) == b"#"  # writing, and blocked on the full pipe: 1.5 MB to come
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert len(out) < 1_500_000
+        results[mode] = (proc.returncode, err, mark.read_text())
+    assert results["fast"] == (130, b"", "no typer")
+    assert results["typer"] == (130, b"", "typer")
+
+
 def test_the_command_and_python_m_start_at_the_entry() -> None:
     (script,) = entry_points(group="console_scripts", name="localfirst")
     assert script.value == "localfirst.entry:main"
