@@ -2,7 +2,8 @@
 
 Each command parses its options, makes one library call and renders the
 result. Errors a user can cause arrive as LocalFirstError and become one
-``Error: ...`` line in :func:`main`.
+``Error: ...`` line in :func:`main` (through :func:`localfirst.running.finish`,
+which the typer-free start of ``logs list`` in :mod:`localfirst.entry` shares).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ import copy
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
-from contextlib import closing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from . import __version__, paths
+from . import __version__, paths, running
 from .errors import BadInput, LocalFirstError
+from .logs_list import check_count as _check_count
+from .logs_list import list_logs
 from .store import Store
 from .textutil import plural
 
@@ -59,9 +61,7 @@ def open_store(*, for_reading: bool = False) -> Store:
     must exist), and a file that cannot be written is read as it is.
     """
     if state.store is None:
-        if state.db_path is None:
-            paths.ensure_home(create=not for_reading)
-        state.store = Store.open(db_path(), create=state.db_path is None or not for_reading, for_reading=for_reading)
+        state.store = running.open_store(state.db_path, for_reading=for_reading)
     return state.store
 
 
@@ -108,15 +108,6 @@ def _stdin_bytes() -> bytes:
     buffer = getattr(sys.stdin, "buffer", None)
     return buffer.read() if buffer is not None else sys.stdin.read().encode("utf-8")
 
-
-# SQLite's LIMIT takes a 64-bit integer. Checked here, not given to typer as
-# max=, which would print the number in every --help.
-MAX_COUNT = 2**62
-
-
-def _check_count(count: int) -> None:
-    if count > MAX_COUNT:
-        raise BadInput(f"--count {count} is too large (0 lists them all)")
 
 # typer has no list-of-pairs option; options with this metavar are given
 # nargs=2 on the click command in _command(), so each value is (KEY, VALUE).
@@ -408,45 +399,9 @@ def logs_list(
     response_only: bool = typer.Option(False, "-r", "--response", help="Only the last response's text."),
 ) -> None:
     """List logged responses, latest last."""
-    from . import render
-    from .timeutil import parse_when
-
-    _check_count(count)
-    store = open_store(for_reading=True)
-    filters: dict[str, Any] = dict(
-        query=query, model=model, conversation_id=cid,
-        since=parse_when(since, option="--since") if since else None,
-        until=parse_when(until, end_of_day=True, option="--until") if until else None,
-    )
-    if response_only:
-        found = store.list_responses(count=1, **filters)
-        if found:
-            typer.echo(found[-1].response or "")
-        return
-    with closing(store.stream_responses(count=count, **filters)) as responses:
-        if json_output:
-            _write(render.json_array(r.to_json() for r in responses), end="\n")
-        elif short:
-            _write(render.short_lines(responses), sep="\n", end="\n", always=True)
-        else:
-            _write(render.markdown_blocks(responses, truncate_text=truncate_text), sep="\n\n", end="\n")
-
-
-def _write(chunks: Iterable[str], *, sep: str = "", end: str = "", always: bool = False) -> None:
-    """Write ``chunks`` to stdout as they come, ``sep`` between them and ``end`` after (when any, or ``always``)."""
-    out = sys.stdout
-    wrote = False
-    try:
-        for chunk in chunks:
-            out.write(sep + chunk if wrote else chunk)
-            wrote = True
-        if wrote or always:
-            out.write(end)
-        out.flush()
-    except BrokenPipeError:
-        raise
-    except OSError as exc:  # a full disk under a redirect
-        raise LocalFirstError(f"cannot write the output: {exc.strerror or exc}") from exc
+    list_logs(lambda: open_store(for_reading=True), echo=typer.echo, count=count, query=query, model=model,
+              cid=cid, since=since, until=until, json_output=json_output, short=short,
+              truncate_text=truncate_text, response_only=response_only)
 
 
 @logs_app.command("show")
@@ -1335,14 +1290,6 @@ def remote_reset_host() -> None:
     typer.echo(f"Host id {old} -> {new}; run `localfirst sync` to push unsent changes under it")
 
 
-def _silence_stdout() -> None:
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 # -- the bridge with llm's database --------------------------------------------
 
 llm_app = typer.Typer(help="Link llm's own logs.db, so that sync carries it both ways.", no_args_is_help=True)
@@ -1378,31 +1325,29 @@ def llm_sync(json_output: bool = _JSON_OPT) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the CLI; the one place where errors become messages."""
+    """Run the CLI; errors become messages in :func:`localfirst.running.finish`, typer's own here."""
     args = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    try:
-        code = _command(args).main(args=args, prog_name="localfirst", standalone_mode=False)
-    except LocalFirstError as exc:
-        typer.echo("Error: " + " ".join(str(exc).split()), err=True)
-        return exc.exit_code
-    except typer.TyperException as exc:
-        ctx = getattr(exc, "ctx", None)
-        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-            typer.echo(ctx.get_help())
-            return 0
-        message = " ".join(exc.format_message().split())
-        typer.echo(f"Error: {message}", err=True)
-        return int(getattr(exc, "exit_code", 2))
-    except typer.Abort:
-        typer.echo("Error: aborted", err=True)
-        return 1
-    except BrokenPipeError:
-        # The reader went away (`| head`): nothing more to say, and nothing
-        # left for Python to flush into the closed pipe at exit.
-        _silence_stdout()
-        return 1
-    finally:
-        if state.store is not None:
-            state.store.close()
-            state.store = None
-    return code if isinstance(code, int) else 0
+
+    def body() -> int:
+        try:
+            code = _command(args).main(args=args, prog_name="localfirst", standalone_mode=False)
+        except typer.TyperException as exc:
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                typer.echo(ctx.get_help())
+                return 0
+            message = " ".join(exc.format_message().split())
+            typer.echo(f"Error: {message}", err=True)
+            return int(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("Error: aborted", err=True)
+            return 1
+        return code if isinstance(code, int) else 0
+
+    return running.finish(body, echo=typer.echo, close=_close_store)
+
+
+def _close_store() -> None:
+    if state.store is not None:
+        state.store.close()
+        state.store = None

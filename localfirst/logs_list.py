@@ -1,0 +1,71 @@
+"""``logs list``: the one body behind the typer command and the typer-free start.
+
+:mod:`localfirst.cli` and :mod:`localfirst.entry` parse the options their own
+way and both call :func:`list_logs`, so the checks, the errors and the output
+cannot drift apart. Nothing here imports typer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import closing
+from typing import Any
+
+from .errors import BadInput
+from .running import Echo, write
+from .store import Store
+
+__all__ = ["MAX_COUNT", "check_count", "list_logs"]
+
+# SQLite's LIMIT takes a 64-bit integer. Checked here, not given to typer as
+# max=, which would print the number in every --help.
+MAX_COUNT = 2**62
+
+
+def check_count(count: int) -> None:
+    if count > MAX_COUNT:
+        raise BadInput(f"--count {count} is too large (0 lists them all)")
+
+
+def list_logs(
+    open_store: Callable[[], Store],
+    *,
+    echo: Echo,
+    count: int = 3,
+    query: str | None = None,
+    model: str | None = None,
+    cid: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    json_output: bool = False,
+    short: bool = False,
+    truncate_text: bool = False,
+    response_only: bool = False,
+) -> None:
+    """List logged responses, latest last, to stdout (the options are ``logs list``'s).
+
+    ``open_store`` is called once the count is checked; ``echo`` writes the
+    one line of ``--response``.
+    """
+    from . import render
+    from .timeutil import parse_when
+
+    check_count(count)
+    store = open_store()
+    filters: dict[str, Any] = dict(
+        query=query, model=model, conversation_id=cid,
+        since=parse_when(since, option="--since") if since else None,
+        until=parse_when(until, end_of_day=True, option="--until") if until else None,
+    )
+    if response_only:
+        found = store.list_responses(count=1, **filters)
+        if found:
+            echo(found[-1].response or "")
+        return
+    with closing(store.stream_responses(count=count, **filters)) as responses:
+        if json_output:
+            write(render.json_array(r.to_json() for r in responses), end="\n")
+        elif short:
+            write(render.short_lines(responses), sep="\n", end="\n", always=True)
+        else:
+            write(render.markdown_blocks(responses, truncate_text=truncate_text), sep="\n\n", end="\n")
