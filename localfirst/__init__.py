@@ -9,9 +9,11 @@ start-up tens of milliseconds for nothing.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .errors import LocalFirstError
     from .records import Attachment, Part, Response
     from .store import Conversation, Store

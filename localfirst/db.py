@@ -6,10 +6,13 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from . import migrations
 from .errors import DatabaseError, NotADatabase, SchemaTooNew
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["connect", "open_database", "check_schema", "translate", "insert_rows"]
 

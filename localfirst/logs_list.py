@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import closing
-from typing import Any
 
 from .errors import BadInput
-from .running import Echo, write
+from .running import write
 from .store import Store
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .running import Echo
 
 __all__ = ["MAX_COUNT", "check_count", "list_logs"]
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from . import ids
 
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from sqlite_utils import Database
 
 __all__ = ["MIGRATION_SET", "names", "apply"]

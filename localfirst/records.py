@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import BadInput
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Attachment", "Part", "Response", "PART_TYPES", "ROLES", "check_extras", "url_attachment_id"]
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from .records import Part, Response
 from .store import Conversation, Status
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "responses_markdown", "responses_short", "markdown_blocks", "short_lines", "json_array",

@@ -13,19 +13,22 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
 
 from . import paths
 from .errors import LocalFirstError
 from .store import Store
 
-__all__ = ["Echo", "echo", "open_store", "write", "silence_stdout", "finish"]
+__all__ = ["echo", "open_store", "write", "silence_stdout", "finish"]
 
 
-class Echo(Protocol):
-    """A line writer with typer.echo's signature: ``message`` and a newline, to stderr with ``err``."""
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    def __call__(self, message: str, *, err: bool = False) -> None: ...
+    class Echo(Protocol):
+        """A line writer with typer.echo's signature: ``message`` and a newline, to stderr with ``err``."""
+
+        def __call__(self, message: str, *, err: bool = False) -> None: ...
 
 
 # click (inside typer) removes these from echoed text when the stream is not

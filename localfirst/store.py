@@ -17,13 +17,16 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import hlc, ids
 from .db import check_schema, connect, insert_rows, migrate, open_database, translate
 from .errors import BadInput, NotFound
 from .records import Attachment, Part, Response
 from .timeutil import now_utc
+
+TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, ParamSpec, TypeVar
 
 __all__ = ["Store", "Conversation", "Status"]
 
@@ -209,8 +212,9 @@ def conversation_name(prompt: str | None) -> str | None:
     return line if len(line) <= 40 else line[:39] + "…"
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+if TYPE_CHECKING:
+    _P = ParamSpec("_P")
+    _R = TypeVar("_R")
 
 
 def _reads(method: Callable[Concatenate[Store, _P], _R]) -> Callable[Concatenate[Store, _P], _R]:
