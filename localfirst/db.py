@@ -194,13 +194,15 @@ def _has_schema(conn: sqlite3.Connection) -> bool:
 
 def insert_rows(
     conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]], *, width: int, tail: str = "",
-    extra: str = "",
+    numbered: str = "",
 ) -> int:
     """Run ``head SELECT ... tail`` once for all ``rows``; returns the rows it changed.
 
     ``head`` is an ``INSERT ... INTO table (columns)`` naming ``width``
-    columns (and one more when ``extra``, an SQL expression computed for
-    each row, is given), ``tail`` an optional ``ON CONFLICT`` clause. The rows go through
+    columns, and one more, ``rowid``, when ``numbered`` names the table whose
+    full-text locator each row gets, numbered past the largest one there (the
+    ``responses_rowid`` trigger would otherwise rewrite each row to number
+    it); ``tail`` is an optional ``ON CONFLICT`` clause. The rows go through
     a staging table so that one statement writes them all: FTS5 flushes its
     pending index after every statement, so an ``executemany`` of one-row
     INSERTs into a table with a full-text trigger costs about three times as
@@ -208,16 +210,20 @@ def insert_rows(
     """
     if not rows:
         return 0
-    more = f", {extra}" if extra else ""
+    after = f"(SELECT coalesce(max(rowid), 0) FROM main.{numbered})" if numbered else ""
     if len(rows) == 1:
         marks = ", ".join("?" * width)
-        if extra:
-            return conn.execute(f"{head} SELECT {marks}{more} WHERE true {tail}", rows[0]).rowcount
+        if numbered:
+            return conn.execute(f"{head} SELECT {marks}, {after} + 1 WHERE true {tail}", rows[0]).rowcount
         return conn.execute(f"{head} VALUES ({marks}) {tail}", rows[0]).rowcount
     cols = ", ".join(f"c{i}" for i in range(width))
     stage = f"_stage_{width}"
     conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({cols})")
     conn.executemany(f"INSERT INTO temp.{stage} VALUES ({', '.join('?' * width)})", rows)
+    # The staging table is empty before each use, so its rowids number these
+    # rows 1, 2, ... in order (a window function over them would first copy
+    # every row into a buffer of its own).
+    more = f", {after} + rowid" if numbered else ""
     try:
         # "WHERE true" keeps an ON CONFLICT tail from parsing as a join.
         return conn.execute(f"{head} SELECT {cols}{more} FROM temp.{stage} WHERE true ORDER BY rowid {tail}").rowcount

@@ -30,7 +30,7 @@ from . import hlc, ids
 from .db import insert_rows
 from .errors import BadInput
 from .records import PART_TYPES, ROLES, url_attachment_id
-from .store import NEXT_ROWID, PART_COLUMNS, RESPONSE_COLUMNS, Store
+from .store import PART_COLUMNS, RESPONSE_COLUMNS, Store
 
 __all__ = ["import_jsonl", "import_jsonl_path", "ImportResult", "CONVERSATION_KEYS", "TEMPLATE_KEYS", "VERSION_KEYS",
            "LABEL_KEYS"]
@@ -361,7 +361,7 @@ class _Applier:
             self.conn, "INSERT INTO attachments (id, mime_type, size, content, path, url)", list(atts.values()),
             width=6, tail="ON CONFLICT DO NOTHING"))
         self.count("responses", insert_rows(self.conn, _INSERT_RESPONSE, [line.response for line in fresh],
-                                            width=len(RESPONSE_COLUMNS), extra=NEXT_ROWID))
+                                            width=len(RESPONSE_COLUMNS), numbered="responses"))
         self.count("parts", insert_rows(self.conn, _INSERT_PART, [p for line in fresh for p in line.parts],
                                         width=len(PART_COLUMNS)))
 

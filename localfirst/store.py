@@ -65,9 +65,6 @@ _SELECT_PARTS = (
 # Responses read per query of their parts while streaming.
 STREAM_CHUNK = 256
 _INSERT_RESPONSE_HEAD = f"INSERT INTO responses ({', '.join(RESPONSE_COLUMNS)}, rowid)"
-# The full-text index's locator for each new row, given here so that the
-# responses_rowid trigger (for writers that leave it out) does not have to.
-NEXT_ROWID = "(SELECT coalesce(max(rowid), 0) FROM responses) + row_number() OVER ()"
 _INSERT_PART = (
     f"INSERT INTO parts ({', '.join(PART_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
@@ -380,7 +377,7 @@ class Store:
                 if conn.execute("SELECT 1 FROM tombstones WHERE tbl = 'responses' AND key = ?", [rid]).fetchone():
                     raise BadInput(f"response {rid} was deleted; a deleted id is never used again")
             try:
-                insert_rows(conn, _INSERT_RESPONSE_HEAD, rows, width=len(RESPONSE_COLUMNS), extra=NEXT_ROWID)
+                insert_rows(conn, _INSERT_RESPONSE_HEAD, rows, width=len(RESPONSE_COLUMNS), numbered="responses")
             except sqlite3.IntegrityError as exc:
                 raise BadInput("the same response id appears twice in one batch") from exc
             conn.executemany(_INSERT_PART, parts)

@@ -120,11 +120,13 @@ def _plan(table: SyncedTable, cols: tuple[str, ...]) -> _Plan:
         tail = "ON CONFLICT DO NOTHING"
     # "WHERE true" keeps the ON CONFLICT tail from parsing as a join.
     # A local rowid (the full-text index's locator) is numbered here, past
-    # the largest one, rather than one row at a time by a trigger.
+    # the largest one, rather than one row at a time by a trigger: by the
+    # staging table's own rowid, 1, 2, ... (it is emptied after each round;
+    # a window function would first copy every staged row into a buffer).
     into, select = names, names
     if "rowid" in table.local:
         into += ", rowid"
-        select += f", (SELECT coalesce(max(rowid), 0) FROM main.{table.name}) + row_number() OVER ()"
+        select += f", (SELECT coalesce(max(rowid), 0) FROM main.{table.name}) + rowid"
     insert = (f"INSERT INTO main.{table.name} ({into}) "
               f"SELECT {select} FROM temp.{stage} WHERE true ORDER BY rowid {tail}")
     immutable = [c for c in table.immutable if c in cols]

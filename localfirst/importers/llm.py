@@ -33,7 +33,7 @@ __all__ = ["ImportReport", "import_llm", "import_llm_templates"]
 Progress = Callable[[int, int], None]
 # Responses read and written per transaction.
 _BATCH = 5000
-_INSERT_RESPONSES = f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)})"
+_INSERT_RESPONSES = f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}, rowid)"
 _INSERT_PART = (
     f"INSERT OR IGNORE INTO parts ({', '.join(PART_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(PART_COLUMNS))})"
@@ -186,7 +186,8 @@ def _write(store: Store, threads: dict[str, Thread], turns: list[Turn], atts: At
             list(atts.rows.values()),
         ).rowcount
         report.imported += insert_rows(conn, _INSERT_RESPONSES, [
-            tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in turns], width=len(RESPONSE_COLUMNS))
+            tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in turns], width=len(RESPONSE_COLUMNS),
+            numbered="responses")
         conn.executemany(_INSERT_PART, [
             (t.values["id"], ordinal, *part) for t in turns for ordinal, part in enumerate(t.parts)])
 
