@@ -23,7 +23,7 @@ from ..db import insert_rows, translate
 from ..errors import BadInput, DatabaseError, NotFound
 from ..records import Attachment, Response
 from ..store import Store
-from .llm_schema import LLM_MIGRATIONS, LLM_SCHEMA
+from .llm_schema import LLM_AFTER_ROWS, LLM_MIGRATIONS, LLM_TABLES
 from .llm_turns import LlmMessage, turn_messages
 
 __all__ = ["export_llm", "LlmExport", "LlmWriter", "llm_time"]
@@ -47,12 +47,15 @@ _INSERTS = {
     "threads": "INSERT INTO threads (id, name, tip_message_hash, datetime_utc)",
 }
 _BY_HASH = {"messages": itemgetter(0)}
-# Turns gathered before export_llm writes them: a few MB of rows.
-_FLUSH = 2000
+# Turns gathered before export_llm writes them: some 10 MB of rows. More turns a batch, fewer
+# visits to each page of the index of messages, keyed by hash, but more memory.
+_FLUSH = 5000
 
 
 # One encoder for every hash: json.dumps with arguments builds a new one per call.
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+# The string encoder _canonical itself uses (ensure_ascii=False), for the parts written out by hand.
+_string = json.encoder.encode_basestring
 
 
 class _Written:
@@ -63,21 +66,23 @@ class _Written:
     into an index keyed by hash.
     """
 
-    BITS = 1 << 26  # 8 MB; one "maybe" in ~300 at two million messages
+    BITS = 1 << 26  # 8 MB; one "maybe" in ~250 at two million messages
 
     def __init__(self) -> None:
         self.bits = bytearray(self.BITS // 8)
 
-    def _slots(self, h: str) -> list[int]:
-        digest = int(h[3:], 16)  # "b2:" and 128 bits of blake2b: four slices of 26 bits
-        return [(digest >> (26 * i)) & (self.BITS - 1) for i in range(4)]
-
     def add(self, h: str) -> None:
-        for slot in self._slots(h):
-            self.bits[slot >> 3] |= 1 << (slot & 7)
+        # Two slices of the string's own hash, which Python computed (and keeps) when the
+        # hash went into a set: much cheaper than parsing the hex digest.
+        x = hash(h)
+        a, b = x & (self.BITS - 1), (x >> 26) & (self.BITS - 1)
+        self.bits[a >> 3] |= 1 << (a & 7)
+        self.bits[b >> 3] |= 1 << (b & 7)
 
     def __contains__(self, h: str) -> bool:
-        return all(self.bits[slot >> 3] & (1 << (slot & 7)) for slot in self._slots(h))
+        x = hash(h)
+        a, b = x & (self.BITS - 1), (x >> 26) & (self.BITS - 1)
+        return bool(self.bits[a >> 3] & (1 << (a & 7))) and bool(self.bits[b >> 3] & (1 << (b & 7)))
 
 
 def _llm_attachment_id(a: Attachment) -> str:
@@ -87,10 +92,20 @@ def _llm_attachment_id(a: Attachment) -> str:
 
 
 def message_hash(message: LlmMessage, parent: str | None) -> str:
+    """llm's hash: blake2b-128 of the canonical JSON (sorted keys, no spaces) of the message and its parent.
+
+    The JSON is joined from pieces, each part encoded on its own: with no
+    spaces and sorted keys a value encodes the same alone as inside its
+    container. Most parts are a text alone, written out here in key order.
+    """
     parts = []
     for part, atts in zip(message.parts, message.attachments, strict=True):
-        if not atts:  # most parts: hashed as they are
-            parts.append(part)
+        if not atts:
+            text = part.get("text")
+            if len(part) == 2 and type(text) is str and type(part["type"]) is str:
+                parts.append(f'{{"text":{_string(text)},"type":{_string(part["type"])}}}')
+            else:
+                parts.append(_canonical(part))
             continue
         d = dict(part)
         canon = [{"id": _llm_attachment_id(a), "type": a.mime_type} for a in atts]
@@ -98,10 +113,10 @@ def message_hash(message: LlmMessage, parent: str | None) -> str:
             d["attachment"] = canon[0]
         elif canon:
             d["attachments"] = canon
-        parts.append(d)
-    digest = hashlib.blake2b(_canonical({"parent": parent, "message": {"role": message.role, "parts": parts}})
-                             .encode(), digest_size=16).hexdigest()
-    return "b2:" + digest
+        parts.append(_canonical(d))
+    text = (f'{{"message":{{"parts":[{",".join(parts)}],"role":{_string(message.role)}}},'
+            f'"parent":{"null" if parent is None else _string(parent)}}}')
+    return "b2:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since: str | None = None) -> LlmExport:
@@ -126,7 +141,12 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
         responses.close()
         raise translate(exc, str(target)) from exc
     try:
-        conn.executescript(LLM_SCHEMA)
+        # Renamed into place only once complete (and synced then): a crash leaves only the
+        # temporary file, which nothing reads, so it needs no journal.
+        conn.execute("PRAGMA page_size = 16384")  # fewer pages for rows of ~1 KB of text: less to do per row
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.executescript(LLM_TABLES)
         conn.execute("BEGIN")
         conn.executemany('INSERT INTO "_llm_migrations" (name, applied_at) VALUES (?, ?)',
                          [(n, "1970-01-01 00:00:00+00:00") for n in LLM_MIGRATIONS])
@@ -139,6 +159,10 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
             if writer.pending >= _FLUSH:
                 writer.flush()
         writer.flush()
+        for sql in LLM_AFTER_ROWS:
+            if sql.startswith('CREATE TRIGGER "turn_search_ai"'):  # the full-text index in one pass first
+                conn.execute("INSERT INTO turn_search_fts (turn_search_fts) VALUES ('rebuild')")
+            conn.execute(sql)
         conn.execute("COMMIT")
         conn.close()
         with open(partial, "rb") as done:
@@ -195,7 +219,7 @@ class LlmWriter:
             rows = self._rows[name]
             if not rows:
                 continue
-            if name == "turn_search":
+            if name == "turn_search" and self._written is None:  # llm's database: its full-text trigger
                 insert_rows(self.conn, sql, rows, width=3)
             elif name in _BY_HASH:
                 # In key order, each page of an index keyed by hash is visited once per flush.
@@ -222,6 +246,10 @@ class LlmWriter:
         """
         tip: str | None = None
         system: str | None = None
+        # In a new export, a message whose parent was new when this walk wrote it is new
+        # too: nothing else can have that parent yet. Only the messages a conversation
+        # opens with (until one is new) can be there already and are looked for.
+        new = False
         for r in responses:
             if written is not None and r.id in written:
                 tip = written[r.id]
@@ -231,19 +259,22 @@ class LlmWriter:
             system = r.system or system
             parent = tip
             for m in inputs:
-                parent = self._ensure(m, parent)
-            tip = self._ensure(reply, parent)
+                parent, new = self._ensure(m, parent, new)
+            tip, new = self._ensure(reply, parent, new)
             self._turn(r, parent, tip)
         return tip
 
-    def _ensure(self, m: LlmMessage, parent: str | None) -> str:
+    def _ensure(self, m: LlmMessage, parent: str | None, parent_new: bool) -> tuple[str, bool]:
+        """The hash of ``m`` (gathered for writing unless already there), and whether it is new."""
         h = message_hash(m, parent)
-        if h in self.known:
-            return h
+        if not parent_new:
+            if h in self.known:
+                return h, False
+            if ((self._written is None or h in self._written)
+                    and self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone()):
+                self.known.add(h)
+                return h, False  # written before the last flush, here or by llm: content-addressed, so the same
         self.known.add(h)
-        if ((self._written is None or h in self._written)
-                and self.conn.execute("SELECT 1 FROM messages WHERE hash = ?", [h]).fetchone()):
-            return h  # written before the last flush, here or by llm: content-addressed, so the same
         if self._written is not None:
             self._written.add(h)
         self._rows["messages"].append((h, parent, m.role))
@@ -265,7 +296,7 @@ class LlmWriter:
             self._rows["parts"].append((self._part_id, h, position, d["type"], payload.get("name"), text,
                                         json.dumps(payload) if payload else None))
             self._rows["part_attachments"] += [(self._part_id, aid, order) for order, aid in enumerate(ids)]
-        return h
+        return h, self._written is not None
 
     def _attachment(self, a: Attachment) -> str:
         aid = _llm_attachment_id(a)

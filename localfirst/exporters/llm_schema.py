@@ -9,7 +9,7 @@ for browsing in SQL that llm's commands do not use, is left out.
 
 from __future__ import annotations
 
-__all__ = ["LLM_MIGRATIONS", "LLM_SCHEMA"]
+__all__ = ["LLM_AFTER_ROWS", "LLM_MIGRATIONS", "LLM_SCHEMA", "LLM_TABLES"]
 
 LLM_MIGRATIONS = (
     "m001_initial", "m002_id_primary_key", "m003_chat_id_foreign_key", "m004_column_order",
@@ -25,9 +25,6 @@ LLM_MIGRATIONS = (
 
 _FTS = """
 CREATE VIRTUAL TABLE "{t}_fts" USING FTS5 ("prompt", "response", content="{t}");
-CREATE TRIGGER "{t}_ai" AFTER INSERT ON "{t}" BEGIN
-  INSERT INTO "{t}_fts" (rowid, "prompt", "response") VALUES (new.rowid, new."prompt", new."response");
-END;
 CREATE TRIGGER "{t}_ad" AFTER DELETE ON "{t}" BEGIN
   INSERT INTO "{t}_fts" ("{t}_fts", rowid, "prompt", "response")
   VALUES ('delete', old.rowid, old."prompt", old."response");
@@ -39,7 +36,13 @@ CREATE TRIGGER "{t}_au" AFTER UPDATE ON "{t}" BEGIN
 END;
 """
 
-LLM_SCHEMA = """
+_FTS_INSERT = """
+CREATE TRIGGER "{t}_ai" AFTER INSERT ON "{t}" BEGIN
+  INSERT INTO "{t}_fts" (rowid, "prompt", "response") VALUES (new.rowid, new."prompt", new."response");
+END;
+"""
+
+LLM_TABLES = """
 CREATE TABLE "_llm_migrations" ("name" TEXT PRIMARY KEY, "applied_at" TEXT);
 CREATE TABLE "conversations" ("id" TEXT PRIMARY KEY, "name" TEXT, "model" TEXT);
 CREATE TABLE "schemas" ("id" TEXT PRIMARY KEY, "content" TEXT);
@@ -95,12 +98,10 @@ CREATE TABLE "messages" (
   "hash" TEXT PRIMARY KEY, "parent_hash" TEXT REFERENCES "messages"("hash"), "role" TEXT,
   "provider_metadata" TEXT
 );
-CREATE INDEX "idx_messages_parent_hash" ON "messages" ("parent_hash");
 CREATE TABLE "parts" (
   "id" INTEGER PRIMARY KEY, "message_hash" TEXT REFERENCES "messages"("hash"), "position" INTEGER,
   "type" TEXT, "tool_name" TEXT, "text" TEXT, "payload" TEXT
 );
-CREATE UNIQUE INDEX "idx_parts_message_hash_position" ON "parts" ("message_hash", "position");
 CREATE TABLE "part_attachments" (
   "part_id" INTEGER REFERENCES "parts"("id"), "attachment_id" TEXT REFERENCES "attachments"("id"),
   "order" INTEGER, PRIMARY KEY ("part_id", "attachment_id", "order")
@@ -122,7 +123,6 @@ CREATE TABLE "turns" (
   "output_tokens" INTEGER, "token_details" TEXT, "duration_ms" INTEGER, "datetime_utc" TEXT,
   "response_json" TEXT
 );
-CREATE INDEX "idx_turns_thread_id" ON "turns" ("thread_id");
 CREATE TABLE "turn_fragments" (
   "turn_id" TEXT REFERENCES "turns"("id"), "fragment_id" INTEGER REFERENCES "fragments"("id"),
   "order" INTEGER, "kind" TEXT, PRIMARY KEY ("turn_id", "fragment_id", "kind", "order")
@@ -131,7 +131,6 @@ CREATE INDEX "idx_turn_fragments_fragment_id" ON "turn_fragments" ("fragment_id"
 CREATE TABLE "turn_search" (
   "id" INTEGER PRIMARY KEY, "turn_id" TEXT REFERENCES "turns"("id"), "prompt" TEXT, "response" TEXT
 );
-CREATE UNIQUE INDEX "idx_turn_search_turn_id" ON "turn_search" ("turn_id");
 CREATE TABLE "turn_tools" (
   "turn_id" TEXT REFERENCES "turns"("id"), "tool_id" INTEGER REFERENCES "tools"("id"),
   "instance_id" INTEGER REFERENCES "tool_instances"("id"), PRIMARY KEY ("turn_id", "tool_id")
@@ -140,4 +139,19 @@ CREATE TABLE "tool_instantiations" (
   "turn_id" TEXT REFERENCES "turns"("id"), "tool_call_id" TEXT,
   "instance_id" INTEGER REFERENCES "tool_instances"("id"), PRIMARY KEY ("turn_id", "tool_call_id")
 );
-""" + _FTS.format(t="responses") + _FTS.format(t="turn_search")
+""" + _FTS.format(t="responses") + _FTS_INSERT.format(t="responses") + _FTS.format(t="turn_search")
+
+# The indexes of the tables an export fills, and the full-text trigger of turn_search: an export
+# creates them once its rows are in (an index sorted from the rows, the full-text index built in
+# one pass, cost a fraction of keeping them up to date row by row).
+LLM_AFTER_ROWS = (
+    'CREATE INDEX "idx_messages_parent_hash" ON "messages" ("parent_hash");',
+    'CREATE UNIQUE INDEX "idx_parts_message_hash_position" ON "parts" ("message_hash", "position");',
+    'CREATE INDEX "idx_turns_thread_id" ON "turns" ("thread_id");',
+    'CREATE UNIQUE INDEX "idx_turn_search_turn_id" ON "turn_search" ("turn_id");',
+    _FTS_INSERT.format(t="turn_search").strip(),
+)
+
+# The whole schema, as llm has it.
+LLM_SCHEMA = LLM_TABLES + "\n".join(LLM_AFTER_ROWS) + "\n"
+

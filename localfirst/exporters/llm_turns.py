@@ -34,17 +34,25 @@ def turn_messages(r: Response, *, system: str | None) -> tuple[list[LlmMessage],
     inputs: list[LlmMessage] = []
     if r.system and r.system != system:
         inputs.append(LlmMessage("system", [{"type": "text", "text": r.system}], [[]], [{}]))
-    results = [p for p in r.parts if p.role == "user" and p.type == "tool_result"]
+    results: list[Part] = []
+    user: list[Part] = []
+    out: list[Part] = []
+    for p in r.parts:  # one pass: this runs for every response of an export
+        if p.role == "assistant":
+            out.append(p)
+        elif p.role == "user":
+            if p.type == "tool_result":
+                results.append(p)
+            elif p.type == "attachment":
+                user.append(p)
     if results:
         inputs.append(_message("tool", results))
-    user = [p for p in r.parts if p.role == "user" and p.type == "attachment"]
     if r.prompt or user or not inputs:
         msg = _message("user", user)
         msg.parts.insert(0, {"type": "text", "text": r.prompt or ""})
         msg.attachments.insert(0, [])
         msg.meta.insert(0, {})
         inputs.append(msg)
-    out = [p for p in r.parts if p.role == "assistant"]
     reply = _message("assistant", out)
     if r.response and not any(p.type == "text" for p in out):
         reply.parts.append({"type": "text", "text": r.response})
@@ -81,8 +89,10 @@ def _message(role: str, parts: list[Part]) -> LlmMessage:
             continue
         msg.parts.append(d)
         msg.attachments.append(atts)
-        extras = p.extras or {}
-        kept = {"provider_metadata": extras.get("llm:provider_metadata"),
-                "server_executed": extras.get("llm:server_executed"), "redacted": extras.get("llm:redacted")}
+        if not p.extras:
+            msg.meta.append({})
+            continue
+        kept = {"provider_metadata": p.extras.get("llm:provider_metadata"),
+                "server_executed": p.extras.get("llm:server_executed"), "redacted": p.extras.get("llm:redacted")}
         msg.meta.append({k: v for k, v in kept.items() if v})
     return msg
