@@ -41,6 +41,7 @@ NAME = "localfirst"  # the plugin's name in Datasette: the entry point's, and se
 _CID = r"(?P<cid>[0-9A-Za-z]{26})"
 _LINKED = {"responses": "conversation_id", "exchanges": "conversation_id", "conversations": "id",
            "conversation_summaries": "id"}
+_SHOWN = ("responses", "conversations", "parts", "attachments")  # the tables a transcript shows rows of
 _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
 
@@ -93,10 +94,12 @@ async def conversation_page(datasette: Any, request: Any) -> Any:
     db = _database(datasette, request.url_vars.get("database"))
     if db is None:
         return WebResponse.text("no localfirst database here", status=404, headers=headers)
-    # The page shows rows of these tables: whoever may not see them may not see it.
-    await datasette.ensure_permissions(request.actor, [
-        ("view-table", (db.name, "responses")), ("view-table", (db.name, "conversations")),
-        ("view-database", db.name), "view-instance"])
+    # The page shows rows of these tables: whoever may not see any one of them may not see it. Each
+    # table is checked as its own page is (its rule, else the database's, else the instance's): in
+    # one list, Datasette would stop at the first table whose rule allows.
+    for table in _SHOWN:
+        await datasette.ensure_permissions(request.actor, [
+            ("view-table", (db.name, table)), ("view-database", db.name), "view-instance"])
     if not ids.is_id(cid):
         return WebResponse.text("not a conversation id", status=404, headers=headers)
     try:
