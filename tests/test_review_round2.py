@@ -8,11 +8,6 @@ on a real SQLite file, a folder remote.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +72,95 @@ def test_the_transcript_is_shown_when_every_table_is_open(tmp_path: Path) -> Non
         return (await Datasette([str(db)], metadata=metadata).client.get(f"/logs/-/conversation/{cid}")).status_code
 
     assert asyncio.run(go()) == 200
+
+
+# -- a bootstrap whose parts are checked while the one before is applied --------------------------
+
+
+def _compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, responses: int) -> tuple[Path, Store, list[str]]:
+    """A remote whose history is one snapshot of ``responses`` responses, one row a part; a new machine."""
+    from synctools import log, new_store
+
+    import sync
+    from sync import receive, snapshot
+
+    root = tmp_path / "remote"
+    root.mkdir()
+    a = new_store(tmp_path / "a.db")
+    sync.add_remote(a, "origin", root.as_uri())
+    for i in range(responses):
+        log(a, f"response {i}")
+    sync.sync(a)
+    monkeypatch.setattr(snapshot, "PART_ROWS", 1)
+    sync.compact(a, purge=True)
+    monkeypatch.setattr(receive, "BOOTSTRAP_AFTER", 0)
+    fresh = new_store(tmp_path / "fresh.db")
+    sync.add_remote(fresh, "origin", root.as_uri())
+    parts = sorted(p.relative_to(root).as_posix() for p in (root / "snapshots").rglob("part-*.jsonl.gz"))
+    assert len(parts) > responses  # one part a row: responses, conversations and the rest
+    a.close()
+    return root, fresh, parts
+
+
+def _rows(store: Store) -> int:
+    return sum(store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+               for t in ("responses", "conversations"))
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered"])
+def test_a_bad_part_in_the_middle_keeps_the_parts_before_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            damage: str) -> None:
+    """Parts before a bad one are applied (a missing part as much as an altered one); none of it is."""
+    from synctools import raw_get, raw_put
+
+    import sync
+    from localfirst.errors import LocalFirstError
+
+    root, fresh, parts = _compacted(tmp_path, monkeypatch, 4)
+    bad = parts[3]
+    if damage == "missing":
+        (root / bad).unlink()
+    else:
+        raw_put(root, bad, raw_get(root, bad)[:-8] + b"\0" * 8)
+    applied: list[int] = []
+    from sync import snapshot
+    real = snapshot._apply_part
+
+    def counting(s: Any, key: str, batch: Any) -> int:
+        applied.append(parts.index(key))
+        return real(s, key, batch)
+
+    monkeypatch.setattr(snapshot, "_apply_part", counting)
+    with pytest.raises(LocalFirstError):
+        sync.pull(fresh)
+    assert applied == [0, 1, 2]  # in order, each before the bad one, and nothing of it or after it
+    assert _rows(fresh) == 3
+
+
+def test_a_failing_apply_while_the_next_part_is_checked_leaves_no_thread(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import sync
+    from sync import snapshot
+
+    _root, fresh, parts = _compacted(tmp_path, monkeypatch, 3)
+    real_check = snapshot.decode_part
+    started = threading.Event()
+
+    def slow_check(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        threading.Event().wait(0.2)  # still checking when the apply before it fails
+        return real_check(*args, **kwargs)
+
+    def failing(s: Any, key: str, batch: Any) -> int:
+        assert started.wait(10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snapshot, "decode_part", slow_check)
+    monkeypatch.setattr(snapshot, "_apply_part", failing)
+    with pytest.raises(KeyboardInterrupt):
+        sync.pull(fresh)
+    left = [t.name for t in threading.enumerate() if t.name.startswith(("localfirst-decode", "localfirst-fetch"))]
+    assert left == []
+    assert _rows(fresh) == 0
