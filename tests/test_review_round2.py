@@ -8,6 +8,10 @@ on a real SQLite file, a folder remote.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +168,100 @@ def test_a_failing_apply_while_the_next_part_is_checked_leaves_no_thread(tmp_pat
     left = [t.name for t in threading.enumerate() if t.name.startswith(("localfirst-decode", "localfirst-fetch"))]
     assert left == []
     assert _rows(fresh) == 0
+
+
+# -- logs list, with and without typer, where the output cannot be written ----------------------------
+
+DRIVER = """\
+import sys
+if sys.argv[1] == "fast":
+    from localfirst.entry import main
+else:
+    from localfirst.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture
+def listed(tmp_path: Path) -> dict[str, Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    store = Store.open(home / "logs.db")
+    store.log(Response(model="m", prompt="hello \u2713", response="party \U0001f389 \u2014 time",
+                       datetime_utc="2026-01-01T10:00:00.000000Z"))
+    store.close()
+    (tmp_path / "driver.py").write_text(DRIVER)
+    return {"home": home, "driver": tmp_path / "driver.py"}
+
+
+def _both_ways(listed: dict[str, Path], args: list[str], *, env: dict[str, str] | None = None,
+               redirect: str = "") -> dict[str, tuple[int, bytes, bytes]]:
+    import shlex
+
+    out = {}
+    for mode in ("fast", "typer"):
+        line = shlex.join([sys.executable, str(listed["driver"]), mode, *args]) + redirect
+        done = subprocess.run(["sh", "-c", line], capture_output=True, timeout=60,
+                              env={**os.environ, "LOCALFIRST_HOME": str(listed["home"]), **(env or {})})
+        out[mode] = (done.returncode, done.stdout, done.stderr)
+    return out
+
+
+@pytest.mark.parametrize("args, env, redirect, message", [
+    # A full disk under a redirect: -r writes its one line through echo, not through write().
+    (["logs", "-r"], {}, " >/dev/full", b"Error: cannot write the output: No space left on device\n"),
+    (["logs"], {}, " >/dev/full", b"Error: cannot write the output: No space left on device\n"),
+    # A stream set to an encoding that cannot hold the text: both paths wrote a traceback.
+    (["logs", "-r"], {"PYTHONIOENCODING": "latin-1"}, "", None),
+    (["logs", "-s"], {"PYTHONIOENCODING": "latin-1"}, "", None),
+    (["logs", "--json"], {"PYTHONIOENCODING": "latin-1"}, "", None),
+    (["logs"], {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}, "", None),
+])
+def test_output_that_cannot_be_written_is_one_error_line_on_both_paths(
+        listed: dict[str, Path], args: list[str], env: dict[str, str], redirect: str, message: bytes | None) -> None:
+    runs = _both_ways(listed, args, env=env, redirect=redirect)
+    assert runs["fast"] == runs["typer"]
+    code, _out, err = runs["fast"]
+    assert code == 1
+    if message is not None:
+        assert err == message
+    else:
+        assert err.startswith(b"Error: cannot write the output: ") and err.count(b"\n") == 1, err
+        assert b"PYTHONIOENCODING=utf-8" in err
+
+
+@pytest.mark.parametrize("option", ["-q", "-m", "--cid", "--since", "--until"])
+def test_an_argument_that_is_not_utf8_is_one_error_line_on_both_paths(listed: dict[str, Path],
+                                                                      option: str) -> None:
+    value = os.fsdecode(b"caf\xe9")  # what a Latin-1 terminal sends for "cafe" with an accent
+    runs = _both_ways(listed, ["logs", option, value])
+    assert runs["fast"] == runs["typer"]
+    code, out, err = runs["fast"]
+    assert code == 2 and out == b"" and err.startswith(b"Error: ") and err.count(b"\n") == 1, err
+
+
+def test_a_db_in_a_folder_that_cannot_be_searched_is_one_error_line_on_both_paths(
+        listed: dict[str, Path], tmp_path: Path) -> None:
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    shut = tmp_path / "shut"
+    shut.mkdir()
+    shutil.copy(listed["home"] / "logs.db", shut / "logs.db")
+    shut.chmod(0)
+    try:
+        runs = {}
+        for mode in ("fast", "typer"):
+            done = subprocess.run([*prefix, sys.executable, str(listed["driver"]), mode, "--db",
+                                   str(shut / "logs.db"), "logs"], capture_output=True, timeout=60)
+            runs[mode] = (done.returncode, done.stdout, done.stderr)
+        if os.access(shut / "logs.db", os.R_OK) and not prefix:
+            pytest.skip("this process can search a folder of mode 0")
+    finally:
+        shut.chmod(0o755)
+    assert runs["fast"] == runs["typer"]
+    code, out, err = runs["fast"]
+    assert code == 4 and out == b"" and err.startswith(b"Error: cannot open ") and err.count(b"\n") == 1, err
