@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -265,3 +266,103 @@ def test_a_db_in_a_folder_that_cannot_be_searched_is_one_error_line_on_both_path
     assert runs["fast"] == runs["typer"]
     code, out, err = runs["fast"]
     assert code == 4 and out == b"" and err.startswith(b"Error: cannot open ") and err.count(b"\n") == 1, err
+
+
+# -- m070_parts, interrupted and raced ---------------------------------------------------------------
+
+OPEN = "import sys\nfrom localfirst.store import Store\nStore.open(sys.argv[1]).close()\n"
+
+
+def _old_db_with_odd_parts(path: Path, responses: int) -> list[tuple[Any, ...]]:
+    """A database before m070 with parts of every kind a user meets, and some no writer makes."""
+    from localfirst import migrations
+    from localfirst.db import connect
+
+    old = connect(path)
+    old.execute("PRAGMA journal_mode = WAL")
+    old.execute("BEGIN IMMEDIATE")
+    migrations.apply(old, stop_before="m070_parts")
+    old.execute("COMMIT")
+    old.execute("BEGIN IMMEDIATE")
+    old.execute("INSERT INTO conversations (id, name, created_utc) VALUES ('c1', 'talk', '2026')")
+    old.execute("INSERT INTO attachments (id, mime_type, size, content) VALUES ('a1', 'image/png', 4, x'89504e47')")
+    for i in range(responses):
+        rid = f"r{i:06d}"
+        old.execute("INSERT INTO responses (id, conversation_id, model, datetime_utc) VALUES (?, 'c1', 'm', '2026')",
+                    [rid])
+        old.executemany(
+            "INSERT INTO parts (response_id, ordinal, role, type, text, tool_call_id, tool_name, arguments_json, "
+            "error, attachment_id, extras) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(rid, 0, "user", "text", "q" * (i % 3000), None, None, None, None, None, None),
+             (rid, 1, "user", "attachment", None, None, None, None, None, "a1", None),
+             (rid, 2, "assistant", "tool_call", 12345, "c" + str(i), "t", '{"a": [1]}', None, None, '{"x":1}'),
+             (rid, 3, "assistant", "text", b"\xff\x00 bytes", None, None, None, "", None, None)])
+    old.execute("COMMIT")
+    rows = old.execute("SELECT * FROM parts ORDER BY response_id, ordinal").fetchall()
+    old.close()
+    return rows
+
+
+def _parts_now(path: Path) -> tuple[list[tuple[Any, ...]], str]:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT * FROM parts ORDER BY response_id, ordinal").fetchall()
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'parts'").fetchone()[0]
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+    return rows, sql
+
+
+def test_m070_killed_at_any_moment_loses_nothing_and_the_next_open_completes(tmp_path: Path) -> None:
+    import random
+    import time
+
+    template = tmp_path / "template.db"
+    before = _old_db_with_odd_parts(template, 4000)
+    # How long one whole upgrade takes here, so that the kills fall inside it.
+    timed = tmp_path / "timed.db"
+    shutil.copy(template, timed)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", OPEN, str(timed)], check=True, timeout=120)
+    whole = time.monotonic() - started
+    assert _parts_now(timed)[0] == before
+
+    rng = random.Random(70)
+    path = tmp_path / "logs.db"
+    shutil.copy(template, path)
+    upgraded: list[bool] = []
+    for attempt in range(6):
+        if upgraded and upgraded[-1]:  # upgraded before a kill came: start again from the old file
+            shutil.copy(template, path)
+            for suffix in ("-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        proc = subprocess.Popen([sys.executable, "-c", OPEN, str(path)])
+        time.sleep(rng.uniform(0.05, 1.0) * whole)
+        proc.kill()
+        proc.wait(timeout=60)
+        rows, sql = _parts_now(path)  # old or new, every part is there after every kill
+        assert rows == before, attempt
+        upgraded.append("WITHOUT ROWID" not in sql)
+    assert False in upgraded  # at least one kill came before the upgrade was done
+    Store.open(path).close()
+    rows, sql = _parts_now(path)
+    assert rows == before and "WITHOUT ROWID" not in sql
+    conn = sqlite3.connect(path)
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '_m070%'").fetchall()
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'parts'")} >= {
+        "parts", "parts_attachment"}
+    conn.close()
+
+
+def test_two_processes_opening_an_old_file_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "logs.db"
+    before = _old_db_with_odd_parts(path, 2000)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, str(path)], stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else b"") for p in procs]
+    assert results == [(0, b""), (0, b"")]
+    rows, sql = _parts_now(path)
+    assert rows == before and "WITHOUT ROWID" not in sql
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM _sqlite_migrations WHERE name = 'm070_parts'").fetchone()[0] == 1
+    conn.close()
