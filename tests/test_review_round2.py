@@ -366,3 +366,50 @@ def test_two_processes_opening_an_old_file_at_once_upgrade_it_once(tmp_path: Pat
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM _sqlite_migrations WHERE name = 'm070_parts'").fetchone()[0] == 1
     conn.close()
+
+
+# -- an immutable database in a folder that cannot be written ---------------------------------------------
+
+IMMUTABLE = """\
+import asyncio, sys
+from datasette.app import Datasette
+
+async def go():
+    ds = Datasette(immutables=[sys.argv[1]])
+    table = await ds.client.get("/logs/responses.json")
+    page = await ds.client.get("/logs/-/conversation/" + sys.argv[2])
+    print(table.status_code, page.status_code, "secret plan" in page.text)
+
+asyncio.run(go())
+"""
+
+
+def test_the_transcript_of_an_immutable_database_in_a_read_only_folder(tmp_path: Path) -> None:
+    """``datasette -i`` of a backup on a read-only mount: Datasette shows its tables, and so the transcript."""
+    pytest.importorskip("datasette")
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    folder = tmp_path / "backup"
+    folder.mkdir()
+    db = folder / "logs.db"
+    cid = _transcript_db(db)
+    assert not Path(str(db) + "-wal").exists()
+    before = db.read_bytes()
+    db.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-c", IMMUTABLE, str(db), cid], capture_output=True,
+                              text=True, timeout=120)
+        wrote = (folder / "probe").exists()
+    finally:
+        folder.chmod(0o755)
+        db.chmod(0o644)
+    if wrote:
+        pytest.skip("this process can write into a 0555 folder")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "200", "True"]
+    assert db.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["logs.db"]

@@ -50,12 +50,21 @@ def conversation_path(datasette: Any, database: str, cid: str) -> str:
     return f"{datasette.urls.database(database)}/-/conversation/{cid}"
 
 
-def _render(path: str, base: str, cid: str) -> str | None:
+def _render(path: str, base: str, cid: str, *, immutable: bool = False) -> str | None:
     from ..db import check_schema, connect
     from ..errors import DatabaseError
     from ..store import Store
 
-    conn = connect(path, readonly=True)
+    if immutable:
+        # As Datasette reads a file served with -i: a read-only folder (a backup, a mounted
+        # image) has no room for the -shm file that mode=ro needs to read a WAL file.
+        import sqlite3
+        from pathlib import Path
+
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = connect(path, readonly=True)
     try:
         # A plain datasette may show a file no localfirst has upgraded yet; serve upgrades it first.
         if check_schema(conn, path):
@@ -103,7 +112,8 @@ async def conversation_page(datasette: Any, request: Any) -> Any:
     if not ids.is_id(cid):
         return WebResponse.text("not a conversation id", status=404, headers=headers)
     try:
-        page = await asyncio.to_thread(_render, db.path, datasette.urls.database(db.name), cid)
+        page = await asyncio.to_thread(_render, db.path, datasette.urls.database(db.name), cid,
+                                       immutable=not db.is_mutable)
     except LocalFirstError as exc:
         return WebResponse.text(str(exc), status=500, headers=headers)
     if page is None:
