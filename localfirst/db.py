@@ -106,12 +106,17 @@ def open_database(path: str | Path, *, create: bool = True, for_reading: bool = 
     """
     target = str(path)
     p = Path(target)
+    exists = False
     if target != ":memory:":
-        if not p.parent.exists():
-            raise DatabaseError(f"cannot open {target}: directory {p.parent} does not exist")
-        if not create and not p.exists():
+        try:
+            if not p.parent.exists():
+                raise DatabaseError(f"cannot open {target}: directory {p.parent} does not exist")
+            exists = p.exists()
+        except OSError as exc:  # a folder on the way that this process may not search
+            raise DatabaseError(f"cannot open {target}: {exc.strerror or exc}") from exc
+        if not create and not exists:
             raise DatabaseError(f"no database at {target}")
-    conn = _open_for_reading(p) if for_reading and target != ":memory:" and p.exists() else connect(target)
+    conn = _open_for_reading(p) if for_reading and exists else connect(target)
     try:
         conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.Error as exc:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import closing
 
 from .errors import BadInput
-from .running import write
+from .running import write, writing
 from .store import Store
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
@@ -30,6 +30,15 @@ MAX_COUNT = 2**62
 def check_count(count: int) -> None:
     if count > MAX_COUNT:
         raise BadInput(f"--count {count} is too large (0 lists them all)")
+
+
+def _is_text(value: str) -> bool:
+    """False for an argument holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def list_logs(
@@ -56,6 +65,10 @@ def list_logs(
     from .timeutil import parse_when
 
     check_count(count)
+    for option, value in (("--query", query), ("--model", model), ("--cid", cid), ("--since", since),
+                          ("--until", until)):
+        if value is not None and not _is_text(value):
+            raise BadInput(f"{option} {value!r} is not UTF-8 text: set the terminal's encoding to UTF-8")
     store = open_store()
     filters: dict[str, Any] = dict(
         query=query, model=model, conversation_id=cid,
@@ -65,7 +78,8 @@ def list_logs(
     if response_only:
         found = store.list_responses(count=1, **filters)
         if found:
-            echo(found[-1].response or "")
+            with writing():
+                echo(found[-1].response or "")
         return
     with closing(store.stream_responses(count=count, **filters)) as responses:
         if json_output:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import paths
 from .errors import LocalFirstError
 from .store import Store
 
-__all__ = ["echo", "open_store", "write", "silence_stdout", "finish"]
+__all__ = ["echo", "open_store", "write", "writing", "silence_stdout", "finish"]
 
 
 TYPE_CHECKING = False  # typing is not imported at run time: it costs start-up (docs/performance.md)
@@ -69,17 +70,29 @@ def write(chunks: Iterable[str], *, sep: str = "", end: str = "", always: bool =
     """Write ``chunks`` to stdout as they come, ``sep`` between them and ``end`` after (when any, or ``always``)."""
     out = sys.stdout
     wrote = False
-    try:
+    with writing():
         for chunk in chunks:
             out.write(sep + chunk if wrote else chunk)
             wrote = True
         if wrote or always:
             out.write(end)
         out.flush()
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Output that cannot be written, as one message: a full disk under a redirect, or a
+    stream whose encoding cannot hold the text. A reader that went away stays a BrokenPipeError."""
+    try:
+        yield
     except BrokenPipeError:
         raise
-    except OSError as exc:  # a full disk under a redirect
+    except OSError as exc:
         raise LocalFirstError(f"cannot write the output: {exc.strerror or exc}") from exc
+    except UnicodeEncodeError as exc:
+        raise LocalFirstError(
+            f"cannot write the output: its encoding ({exc.encoding}) cannot hold "
+            f"{exc.object[exc.start:exc.end]!r}; set PYTHONIOENCODING=utf-8") from exc
 
 
 def silence_stdout() -> None:

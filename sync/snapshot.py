@@ -15,7 +15,6 @@ the newest snapshot is one LIST.
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import re
 import sqlite3
@@ -300,6 +299,12 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
             raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
         return decode_part(body, schema, where=key, manifest=manifest, n=n)
 
+    def apply(checked: tuple[str, Future[Any]]) -> None:
+        nonlocal rows
+        rows += _apply_part(s, checked[0], checked[1].result())
+        if on_part is not None:
+            on_part(rows)
+
     # As a pull does with changesets: a part is checked in a thread of its own
     # while the one before it is applied (SQLite lets go of the GIL while it
     # writes); each is applied, in order, only once its own check has passed.
@@ -307,13 +312,23 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
     with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
         held: tuple[str, Future[Any]] | None = None
-        for key, body in itertools.chain(parts, [("", b"")]):  # the empty key: no more parts, apply the last one
-            following = (key, decoder.submit(check, key, body)) if key else None
+        while True:
+            try:
+                key, body = next(parts)
+            except StopIteration:
+                break
+            except Exception:
+                # A part that cannot be fetched ends the bootstrap; the one before it was
+                # fetched whole, and is applied first, as every part before a bad one is.
+                if held is not None:
+                    apply(held)
+                raise
+            following = (key, decoder.submit(check, key, body))
             if held is not None:
-                rows += _apply_part(s, held[0], held[1].result())
-                if on_part is not None:
-                    on_part(rows)
+                apply(held)
             held = following
+        if held is not None:
+            apply(held)
     with s.store.write():
         for host, (seq, sha) in manifest.covers.items():
             if host == s.host:

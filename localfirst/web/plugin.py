@@ -41,6 +41,7 @@ NAME = "localfirst"  # the plugin's name in Datasette: the entry point's, and se
 _CID = r"(?P<cid>[0-9A-Za-z]{26})"
 _LINKED = {"responses": "conversation_id", "exchanges": "conversation_id", "conversations": "id",
            "conversation_summaries": "id"}
+_SHOWN = ("responses", "conversations", "parts", "attachments")  # the tables a transcript shows rows of
 _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
 
 
@@ -49,12 +50,21 @@ def conversation_path(datasette: Any, database: str, cid: str) -> str:
     return f"{datasette.urls.database(database)}/-/conversation/{cid}"
 
 
-def _render(path: str, base: str, cid: str) -> str | None:
+def _render(path: str, base: str, cid: str, *, immutable: bool = False) -> str | None:
     from ..db import check_schema, connect
     from ..errors import DatabaseError
     from ..store import Store
 
-    conn = connect(path, readonly=True)
+    if immutable:
+        # As Datasette reads a file served with -i: a read-only folder (a backup, a mounted
+        # image) has no room for the -shm file that mode=ro needs to read a WAL file.
+        import sqlite3
+        from pathlib import Path
+
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = connect(path, readonly=True)
     try:
         # A plain datasette may show a file no localfirst has upgraded yet; serve upgrades it first.
         if check_schema(conn, path):
@@ -93,14 +103,17 @@ async def conversation_page(datasette: Any, request: Any) -> Any:
     db = _database(datasette, request.url_vars.get("database"))
     if db is None:
         return WebResponse.text("no localfirst database here", status=404, headers=headers)
-    # The page shows rows of these tables: whoever may not see them may not see it.
-    await datasette.ensure_permissions(request.actor, [
-        ("view-table", (db.name, "responses")), ("view-table", (db.name, "conversations")),
-        ("view-database", db.name), "view-instance"])
+    # The page shows rows of these tables: whoever may not see any one of them may not see it. Each
+    # table is checked as its own page is (its rule, else the database's, else the instance's): in
+    # one list, Datasette would stop at the first table whose rule allows.
+    for table in _SHOWN:
+        await datasette.ensure_permissions(request.actor, [
+            ("view-table", (db.name, table)), ("view-database", db.name), "view-instance"])
     if not ids.is_id(cid):
         return WebResponse.text("not a conversation id", status=404, headers=headers)
     try:
-        page = await asyncio.to_thread(_render, db.path, datasette.urls.database(db.name), cid)
+        page = await asyncio.to_thread(_render, db.path, datasette.urls.database(db.name), cid,
+                                       immutable=not db.is_mutable)
     except LocalFirstError as exc:
         return WebResponse.text(str(exc), status=500, headers=headers)
     if page is None:
