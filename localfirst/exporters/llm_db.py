@@ -23,7 +23,7 @@ from ..db import insert_rows, translate
 from ..errors import BadInput, DatabaseError, NotFound
 from ..records import Attachment, Response
 from ..store import Store
-from .llm_schema import LLM_AFTER_ROWS, LLM_MIGRATIONS, LLM_TABLES
+from .llm_schema import LLM_INDEXES, LLM_MIGRATIONS, LLM_SEARCH_TRIGGER, LLM_TABLES
 from .llm_turns import LlmMessage, turn_messages
 
 __all__ = ["export_llm", "LlmExport", "LlmWriter", "llm_time"]
@@ -159,10 +159,10 @@ def export_llm(store: Store, path: str | Path, *, cid: str | None = None, since:
             if writer.pending >= _FLUSH:
                 writer.flush()
         writer.flush()
-        for sql in LLM_AFTER_ROWS:
-            if sql.startswith('CREATE TRIGGER "turn_search_ai"'):  # the full-text index in one pass first
-                conn.execute("INSERT INTO turn_search_fts (turn_search_fts) VALUES ('rebuild')")
+        for sql in LLM_INDEXES:
             conn.execute(sql)
+        conn.execute("INSERT INTO turn_search_fts (turn_search_fts) VALUES ('rebuild')")  # then its trigger
+        conn.execute(LLM_SEARCH_TRIGGER)
         conn.execute("COMMIT")
         conn.close()
         with open(partial, "rb") as done:

@@ -9,7 +9,7 @@ for browsing in SQL that llm's commands do not use, is left out.
 
 from __future__ import annotations
 
-__all__ = ["LLM_AFTER_ROWS", "LLM_MIGRATIONS", "LLM_SCHEMA", "LLM_TABLES"]
+__all__ = ["LLM_INDEXES", "LLM_MIGRATIONS", "LLM_SCHEMA", "LLM_SEARCH_TRIGGER", "LLM_TABLES"]
 
 LLM_MIGRATIONS = (
     "m001_initial", "m002_id_primary_key", "m003_chat_id_foreign_key", "m004_column_order",
@@ -143,15 +143,15 @@ CREATE TABLE "tool_instantiations" (
 
 # The indexes of the tables an export fills, and the full-text trigger of turn_search: an export
 # creates them once its rows are in (an index sorted from the rows, the full-text index built in
-# one pass, cost a fraction of keeping them up to date row by row).
-LLM_AFTER_ROWS = (
+# one pass before its trigger, cost a fraction of keeping them up to date row by row).
+LLM_INDEXES = (
     'CREATE INDEX "idx_messages_parent_hash" ON "messages" ("parent_hash");',
     'CREATE UNIQUE INDEX "idx_parts_message_hash_position" ON "parts" ("message_hash", "position");',
     'CREATE INDEX "idx_turns_thread_id" ON "turns" ("thread_id");',
     'CREATE UNIQUE INDEX "idx_turn_search_turn_id" ON "turn_search" ("turn_id");',
-    _FTS_INSERT.format(t="turn_search").strip(),
 )
+LLM_SEARCH_TRIGGER = _FTS_INSERT.format(t="turn_search").strip()
 
 # The whole schema, as llm has it.
-LLM_SCHEMA = LLM_TABLES + "\n".join(LLM_AFTER_ROWS) + "\n"
+LLM_SCHEMA = LLM_TABLES + "\n".join((*LLM_INDEXES, LLM_SEARCH_TRIGGER)) + "\n"
 
