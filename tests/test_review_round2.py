@@ -24,6 +24,17 @@ from localfirst.store import Store
 # -- the transcript page and Datasette's permissions ----------------------------------------------
 
 
+def _without_root() -> list[str]:
+    """The command prefix that runs a child without root's right to ignore file permissions (none needed
+    when this is not root); skips the test where that cannot be done."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
 def _transcript_db(path: Path) -> str:
     store = Store.open(path)
     rid = store.log(Response(model="m", prompt="a secret plan", response="noted", parts=[
@@ -243,12 +254,7 @@ def test_an_argument_that_is_not_utf8_is_one_error_line_on_both_paths(listed: di
 
 def test_a_db_in_a_folder_that_cannot_be_searched_is_one_error_line_on_both_paths(
         listed: dict[str, Path], tmp_path: Path) -> None:
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv")
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    prefix = _without_root()
     shut = tmp_path / "shut"
     shut.mkdir()
     shutil.copy(listed["home"] / "logs.db", shut / "logs.db")
@@ -387,12 +393,7 @@ asyncio.run(go())
 def test_the_transcript_of_an_immutable_database_in_a_read_only_folder(tmp_path: Path) -> None:
     """``datasette -i`` of a backup on a read-only mount: Datasette shows its tables, and so the transcript."""
     pytest.importorskip("datasette")
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv")
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+    prefix = _without_root()
     folder = tmp_path / "backup"
     folder.mkdir()
     db = folder / "logs.db"
