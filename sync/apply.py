@@ -29,6 +29,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -47,7 +48,7 @@ from localfirst.registry import (
 from localfirst.timeutil import now_utc
 
 from .changeset import Op, check_ops, value_out
-from .check import Checked, Schema
+from .check import Checked, Schema, Turns
 
 __all__ = ["Applier", "Conflict", "apply_ops", "apply_checked", "content_hash"]
 
@@ -162,6 +163,8 @@ class Applier:
     #: came from a file reaches the other machines through this one)
     queue: bool = False
     conflicts: list[Conflict] = field(default_factory=list)
+    #: shared with the thread that checks the next batch meanwhile (a pull)
+    turns: Turns | None = None
     #: rows inserted, per table; fields changed by last writer wins; rows deleted
     added: dict[str, int] = field(default_factory=dict)
     changed: int = 0
@@ -222,7 +225,8 @@ class Applier:
     def _round(self, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
         conn = self.conn
         marks = ", ".join("?" * len(plan.cols))
-        conn.executemany(f"INSERT INTO temp.{plan.stage} VALUES ({marks})", rows)
+        with self.turns.binding() if self.turns is not None else nullcontext():
+            conn.executemany(f"INSERT INTO temp.{plan.stage} VALUES ({marks})", rows)
         try:
             differing = conn.execute(plan.differ).fetchall()
             if differing:
@@ -325,9 +329,10 @@ def _among(conn: sqlite3.Connection, sql: str, values: set[Any], *params: Any) -
     return {r[0] for r in rows}
 
 
-def apply_checked(conn: sqlite3.Connection, batch: Checked, *, source: str = "") -> Applier:
+def apply_checked(conn: sqlite3.Connection, batch: Checked, *, source: str = "", turns: Turns | None = None
+                  ) -> Applier:
     """Apply one checked batch completely (inside the caller's transaction)."""
-    applier = Applier(conn, batch.schema, source=source)
+    applier = Applier(conn, batch.schema, source=source, turns=turns)
     applier.apply(batch)
     applier.finish()
     return applier

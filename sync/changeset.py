@@ -29,7 +29,7 @@ from typing import Any, Literal, overload
 
 from localfirst.errors import CorruptObject, FormatTooNew
 
-from .check import Bad, Checked, Schema, check_del, check_rows, defaults
+from .check import Bad, Checked, Schema, check_del, check_rows, defaults, no_pause
 from .tables import BY_NAME, TOMBSTONE_TABLES, SyncedTable
 
 __all__ = [
@@ -243,23 +243,35 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]
     return header, decode_lines(lines, schema, where=where, newer=header.schema > schema.version)
 
 
-def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool) -> Checked:
+# Lines parsed at a time: one parse of many lines is much faster than one
+# per line, and a pull's applier waits for the checker between chunks (see
+# sync.check.Turns), so a chunk is kept short.
+PARSE_CHUNK = 512
+
+
+def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool,
+                 pause: Callable[[], None] = no_pause) -> Checked:
     """The operation lines of a changeset or a snapshot part (line 2 on), checked."""
+    raws: list[Any] = []
+    for start in range(0, len(lines), PARSE_CHUNK):
+        pause()
+        chunk = lines[start:start + PARSE_CHUNK]
+        try:
+            parsed = json.loads("[" + ",".join(chunk) + "]")
+        except (ValueError, RecursionError):
+            parsed = None
+        if parsed is None or len(parsed) != len(chunk):
+            # Every element is checked below whatever the lines held; a chunk
+            # that does not parse as a whole is read line by line to name the bad one.
+            parsed = []
+            for n, line in enumerate(chunk, start=start + 2):
+                try:
+                    parsed.append(json.loads(line))
+                except (ValueError, RecursionError) as exc:
+                    raise CorruptObject(f"{where} line {n} is not JSON (or nests too deep)") from exc
+        raws += parsed
     try:
-        # One parse of the whole body is much faster than one per line; every
-        # element is checked below whatever the lines held.
-        raws = json.loads("[" + ",".join(lines) + "]") if lines else []
-    except (ValueError, RecursionError):
-        raws = None
-    if raws is None or len(raws) != len(lines):
-        raws = []
-        for n, line in enumerate(lines, start=2):
-            try:
-                raws.append(json.loads(line))
-            except (ValueError, RecursionError) as exc:
-                raise CorruptObject(f"{where} line {n} is not JSON (or nests too deep)") from exc
-    try:
-        return check_ops(raws, schema, newer=newer)
+        return check_ops(raws, schema, newer=newer, pause=pause)
     except Bad as exc:
         raise CorruptObject(f"{where} line {exc.index}: {exc}") from None
 
@@ -267,18 +279,22 @@ def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool) -
 _SCALARS = frozenset({str, int, float, type(None)})
 
 
-def check_ops(raws: list[Any], schema: Schema, *, newer: bool, first_line: int = 2) -> Checked:
+def check_ops(raws: list[Any], schema: Schema, *, newer: bool, first_line: int = 2,
+              pause: Callable[[], None] = no_pause) -> Checked:
     """Check every operation: names against the schema first, then every value, table by table.
 
     A :class:`Bad` names the line (``first_line`` is the line of ``raws[0]``).
     Written for speed (a pull checks every row it applies): the shape of a
     row is checked once per distinct set of column names, and values column
-    by column.
+    by column. ``pause`` is called every 256 operations and before each
+    column (see :class:`sync.check.Turns`).
     """
     out = Checked(schema)
     lines: dict[str, list[int]] = {}
     shapes: dict[tuple[str, tuple[str, ...]], tuple[Callable[[dict[str, Any]], tuple[Any, ...]], bool]] = {}
     for n, raw in enumerate(raws, start=first_line):
+        if not n & 255:
+            pause()
         if type(raw) is not dict:
             raise Bad("an operation must be an object", n)
         op = raw.get("op")
@@ -313,7 +329,7 @@ def check_ops(raws: list[Any], schema: Schema, *, newer: bool, first_line: int =
         lines.setdefault(table.name, []).append(n)
     for name, rows in out.rows.items():
         try:
-            check_rows(schema, BY_NAME[name], rows)
+            check_rows(schema, BY_NAME[name], rows, pause=pause)
         except Bad as exc:
             raise Bad(str(exc), lines[name][exc.index]) from None
     return out

@@ -22,7 +22,9 @@ import json
 import math
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ from localfirst.registry import TABLES, TOMBSTONE_KINDS, Column, SyncedTable, pr
 
 __all__ = [
     "Schema", "Checked", "Bad", "check_rows", "check_del", "check_key_value", "hlc_ok", "defaults",
-    "HLC_RE", "MAX_VALUE", "MAX_DEPTH",
+    "HLC_RE", "MAX_VALUE", "MAX_DEPTH", "Turns", "no_pause",
 ]
 
 ULID_RE = re.compile(r"^[0-7][0-9a-hjkmnp-tv-z]{25}$")
@@ -44,6 +46,39 @@ INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 # about the same size), and the deepest JSON nesting in a JSON column.
 MAX_VALUE = 16 * 1024 * 1024
 MAX_DEPTH = 64
+
+
+class Turns:
+    """How a checking thread and an applying thread share Python's lock.
+
+    A pull checks the next changeset in a thread of its own while it applies
+    the one before: SQLite lets go of the lock while it writes, so the two
+    overlap. Except where the applier binds rows one at a time: each row is
+    a short step of SQLite, and after each the applier waits for the checker
+    to hand the lock back, so the two would take turns row by row, slower
+    than one after the other. Instead the applier holds the checker back
+    while it binds (:meth:`binding`); the checker waits at :meth:`pause`
+    between chunks of its work.
+    """
+
+    def __init__(self) -> None:
+        self._free = threading.Event()
+        self._free.set()
+
+    def pause(self) -> None:
+        self._free.wait()
+
+    @contextmanager
+    def binding(self) -> Iterator[None]:
+        self._free.clear()
+        try:
+            yield
+        finally:
+            self._free.set()
+
+
+def no_pause() -> None:
+    """The :meth:`Turns.pause` of a check that runs alone."""
 
 
 class Bad(Exception):
@@ -252,12 +287,17 @@ def _check_column(table: SyncedTable, name: str, column: Column, values: Sequenc
             raise Bad(f"{table.name}.{name} must be {good}, not {_describe(v)}", i)
 
 
-def check_rows(schema: Schema, table: SyncedTable, rows: list[tuple[Any, ...]]) -> None:
-    """Check every value of ``rows`` (tuples in ``schema.columns`` order); raise :class:`Bad`."""
+def check_rows(schema: Schema, table: SyncedTable, rows: list[tuple[Any, ...]], *,
+               pause: Callable[[], None] = no_pause) -> None:
+    """Check every value of ``rows`` (tuples in ``schema.columns`` order); raise :class:`Bad`.
+
+    ``pause`` is called before each column (see :class:`Turns`).
+    """
     cols = schema.columns[table.name]
     if not rows:
         return
     for j, name in enumerate(cols):
+        pause()
         values = [r[j] for r in rows]
         _check_column(table, name, table.columns[name], values, now_ms=schema.now_ms)
     if table.name == "attachments":

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from localfirst.errors import CorruptObject, FormatTooNew, RemoteError, WrongKey
 from . import capture, membership
 from .apply import Conflict, apply_checked
 from .changeset import MAX_TEXT, Header, decode_lines, peek_header, read_header, sha256
-from .check import Checked, Schema
+from .check import Checked, Schema, Turns, no_pause
 from .remotes import ObjectMissing
 from .session import Chain, Session, check_own_head, head_key, host_of_head, log_key
 from .snapshot import apply_snapshot, check_manifest_signature, in_order, manifest_key, newest
@@ -54,17 +56,17 @@ class Pulled:
     writers: Writers | None = None  # a team library's writer list, as checked at the start of this pull
 
 
-def decode_checked(body: bytes, schema: Schema, key: str, team: str | None, writers: Writers | None
-            ) -> tuple[Header, Checked]:
+def decode_checked(body: bytes, schema: Schema, key: str, team: str | None, writers: Writers | None, *,
+                   pause: Callable[[], None] = no_pause) -> tuple[Header, Checked]:
     """Every check of one changeset (on a team library, ``team``: its signature first)."""
     header, lines = read_header(body, key)
     if team is not None:
         check_signature(header, lines, writers, where=key, team=team)
-    return header, decode_lines(lines, schema, where=key, newer=header.schema > schema.version)
+    return header, decode_lines(lines, schema, where=key, newer=header.schema > schema.version, pause=pause)
 
 
 def _apply(s: Session, host: str, q: int, decoded: Future[tuple[Header, Checked]], chain: Chain,
-           result: Pulled) -> None:
+           result: Pulled, turns: Turns | None = None) -> None:
     """Apply one changeset, once decoded and checked, and record it, in one transaction."""
     key = log_key(host, q)
     header, batch = decoded.result()  # raises what the check found, before anything is written
@@ -80,7 +82,7 @@ def _apply(s: Session, host: str, q: int, decoded: Future[tuple[Header, Checked]
         check_scope(conn, batch, s.team_id, where=key)
         before_apply(conn, batch, s.team_id)
         with capture.guard(conn, "pull"):
-            applier = apply_checked(conn, batch, source=key)
+            applier = apply_checked(conn, batch, source=key, turns=turns)
         after_apply(conn, batch, s.team_id)
         if signer is not None:
             conn.execute("INSERT OR IGNORE INTO sync_signers (remote, host, signer) VALUES (?, ?, ?)",
@@ -146,6 +148,7 @@ def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[in
     waiting: list[tuple[int, str, Future[tuple[Header, Checked]]]] = []  # vouched for, not yet pinned
     verified = pin is None or chain.seq >= pin[0]
     prev = chain.sha256
+    turns = Turns()
     for q in seqs:
         key = log_key(host, q)
         try:
@@ -158,10 +161,11 @@ def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[in
         if header.prev != prev:
             raise CorruptObject(f"{key} breaks the hash chain of host {host}: it or the one before was altered "
                                 "or replaced")
-        decoded = decoder.submit(decode_checked, body, schema, key, team, result.writers)
+        decoded = decoder.submit(decode_checked, body, schema, key, team, result.writers, pause=turns.pause)
         if held is not None:
             if verified:
-                _apply(s, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag), result)
+                _apply(s, host, held[0], held[2], Chain(held[0], held[1], chain.head_seq, chain.head_etag), result,
+                       turns)
                 s.tick(result.changesets, result.changesets + head_seq - q + 1)
             else:
                 waiting.append(held)
@@ -173,13 +177,13 @@ def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[in
                                     "rewritten after its writer was removed, and nothing of that host was applied")
             verified = True
             for w in waiting:
-                _apply(s, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result)
+                _apply(s, host, w[0], w[2], Chain(w[0], w[1], chain.head_seq, chain.head_etag), result, turns)
             waiting = []
     if held is None or prev != head_sha:
         raise CorruptObject(
             f"the changesets of host {host} do not match its head (changeset {head_seq}): one was altered or replaced"
         )
-    _apply(s, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result)
+    _apply(s, host, held[0], held[2], Chain(held[0], held[1], head_seq, etag), result, turns)
     s.tick(result.changesets, result.changesets)
 
 
@@ -244,10 +248,35 @@ def pull_session(s: Session) -> Pulled:
         # A machine whose clock is behind judges other hosts' edits by the
         # remote's clock instead, so it does not refuse them as "from the future".
         schema.now_ms = max(time.time_ns() // 1_000_000, int(server * 1000))
-    # Big pulls insert into several indexes: a larger page cache (64 MB,
-    # this connection only) keeps them in memory.
-    s.conn.execute("PRAGMA cache_size = -65536")
     result = Pulled(listing, errors=errors, writers=writers)
+    with _tuned_for_bulk(s.conn):
+        _pull_changed(s, schema, changed, result)
+    return result
+
+
+@contextmanager
+def _tuned_for_bulk(conn: sqlite3.Connection) -> Iterator[None]:
+    """This connection's settings for applying many rows, for the length of a pull.
+
+    A larger page cache (64 MB) keeps the indexes a big pull inserts into in
+    memory, and the applier's staging tables (a changeset's rows at most)
+    stay in memory too, not in a temporary file written and read back. Both
+    are put back afterwards; changing ``temp_store`` drops every temporary
+    table, and the applier makes its own again each time.
+    """
+    cache = int(conn.execute("PRAGMA cache_size").fetchone()[0])
+    temp = int(conn.execute("PRAGMA temp_store").fetchone()[0])
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size = {cache}")
+        conn.execute(f"PRAGMA temp_store = {temp}")
+
+
+def _pull_changed(s: Session, schema: Schema, changed: list[tuple[str, str]], result: Pulled) -> None:
+    """Pull every host in ``changed`` (host, head ETag) into ``result``."""
     heads: dict[str, tuple[int, str]] = {}
     for host, _ in changed:
         try:
@@ -285,7 +314,6 @@ def pull_session(s: Session) -> Pulled:
             # One bad host does not hold back the others; the error is raised
             # once every other host is applied (and, by sync, after the push).
             result.errors.append(exc)
-    return result
 
 
 def _remove_debris(max_age: float = 3600) -> None:

@@ -34,7 +34,7 @@ from localfirst.timeutil import now_utc
 from . import capture
 from .apply import apply_checked
 from .changeset import FORMAT, MAX_ROWS, MAX_TEXT, decode_lines, op_line, sha256, text_lines
-from .check import Schema
+from .check import Schema, Turns, no_pause
 from .remotes import ObjectExists
 from .session import Chain, Session
 from .team import SNAPSHOT_DOMAIN, Writers, after_apply, before_apply, check_scope, sign_bytes, verify_bytes
@@ -201,7 +201,8 @@ def _encode_part(store: str, sid: str, n: int, schema: int, lines: list[str]) ->
     return gzip.compress(text.encode(), compresslevel=6, mtime=0)
 
 
-def decode_part(data: bytes, schema: Schema, *, where: str, manifest: Manifest, n: int) -> Any:
+def decode_part(data: bytes, schema: Schema, *, where: str, manifest: Manifest, n: int,
+                pause: Callable[[], None] = no_pause) -> Any:
     """One part, checked like a changeset (and against its manifest) before any of it is applied."""
     lines = text_lines(data, where)
     try:
@@ -216,7 +217,7 @@ def decode_part(data: bytes, schema: Schema, *, where: str, manifest: Manifest, 
         raise CorruptObject(f"{where} is truncated or holds more rows than it says")
     schema_of = header.get("schema")
     newer = type(schema_of) is int and schema_of > schema.version
-    return decode_lines(lines[1:], schema, where=where, newer=newer)
+    return decode_lines(lines[1:], schema, where=where, newer=newer, pause=pause)
 
 
 def write_snapshot(s: Session, source: sqlite3.Connection, covers: dict[str, tuple[int, str]]) -> Manifest:
@@ -268,13 +269,13 @@ def in_order(keys: Iterable[str], fetch: Callable[[str], bytes], *, window: int 
                 future.cancel()
 
 
-def _apply_part(s: Session, key: str, batch: Any) -> int:
+def _apply_part(s: Session, key: str, batch: Any, turns: Turns) -> int:
     """Apply one checked part in a transaction of its own; the rows it held."""
     with s.store.write() as conn:
         check_scope(conn, batch, s.team_id, where=key)
         before_apply(conn, batch, s.team_id)
         with capture.guard(conn, "snapshot"):
-            apply_checked(conn, batch, source=key)
+            apply_checked(conn, batch, source=key, turns=turns)
         after_apply(conn, batch, s.team_id)
     return len(batch)
 
@@ -297,17 +298,19 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
         sha, n = expected[key]
         if sha256(body) != sha:
             raise CorruptObject(f"{key} does not match its manifest: it was altered, truncated or replaced")
-        return decode_part(body, schema, where=key, manifest=manifest, n=n)
+        return decode_part(body, schema, where=key, manifest=manifest, n=n, pause=turns.pause)
 
     def apply(checked: tuple[str, Future[Any]]) -> None:
         nonlocal rows
-        rows += _apply_part(s, checked[0], checked[1].result())
+        rows += _apply_part(s, checked[0], checked[1].result(), turns)
         if on_part is not None:
             on_part(rows)
 
     # As a pull does with changesets: a part is checked in a thread of its own
     # while the one before it is applied (SQLite lets go of the GIL while it
-    # writes); each is applied, in order, only once its own check has passed.
+    # writes; see check.Turns); each is applied, in order, only once its own
+    # check has passed.
+    turns = Turns()
     # Closed on the way out, not left to the garbage collector (see receive._pull_host).
     with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:

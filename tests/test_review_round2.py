@@ -142,9 +142,9 @@ def test_a_bad_part_in_the_middle_keeps_the_parts_before_it(tmp_path: Path, monk
     from sync import snapshot
     real = snapshot._apply_part
 
-    def counting(s: Any, key: str, batch: Any) -> int:
+    def counting(s: Any, key: str, batch: Any, turns: Any) -> int:
         applied.append(parts.index(key))
-        return real(s, key, batch)
+        return real(s, key, batch, turns)
 
     monkeypatch.setattr(snapshot, "_apply_part", counting)
     with pytest.raises(LocalFirstError):
@@ -169,7 +169,7 @@ def test_a_failing_apply_while_the_next_part_is_checked_leaves_no_thread(tmp_pat
         threading.Event().wait(0.2)  # still checking when the apply before it fails
         return real_check(*args, **kwargs)
 
-    def failing(s: Any, key: str, batch: Any) -> int:
+    def failing(s: Any, key: str, batch: Any, turns: Any) -> int:
         assert started.wait(10)
         raise KeyboardInterrupt
 
