@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,56 @@ def test_an_interrupted_import_keeps_whole_batches_and_resumes_without_duplicate
     assert (again.already, again.imported) == (500, N - 500)
     ids = [r[0] for r in store.conn.execute("SELECT id FROM responses")]
     assert len(ids) == len(set(ids)) == N
+
+
+def test_the_next_batch_is_read_while_one_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_current(tmp_path / "logs.db", N)
+    store = new_store()
+    second_read = threading.Event()
+    reads: list[str] = []
+    overlapped: list[bool] = []
+    real_read, real_write = llm_import.read_messages, llm_import._write
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        reads.append(threading.current_thread().name)
+        if len(reads) == 2:
+            second_read.set()
+        return real_read(*args, **kwargs)
+
+    def write(*args: Any) -> None:
+        if not overlapped:  # the first batch's write: the second batch is being read meanwhile
+            overlapped.append(second_read.wait(5))
+        real_write(*args)
+
+    monkeypatch.setattr(llm_import, "read_messages", read)
+    monkeypatch.setattr(llm_import, "_write", write)
+    report = llm_import.import_llm(store, tmp_path / "logs.db", batch=500)
+    assert report.imported == N
+    assert overlapped == [True]
+    assert len(reads) == 3 and all(name.startswith("localfirst-import") for name in reads)
+
+
+def test_a_read_that_fails_part_way_keeps_the_batches_before_it(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from localfirst.errors import LocalFirstError
+
+    make_current(tmp_path / "logs.db", N)
+    store = new_store()
+    real = llm_import.read_messages
+    reads: list[int] = []
+
+    def failing_second(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        if len(reads) == 2:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(llm_import, "read_messages", failing_second)
+    with pytest.raises(LocalFirstError, match="malformed"):
+        llm_import.import_llm(store, tmp_path / "logs.db", batch=500)
+    assert store.conn.execute("SELECT count(*) FROM responses").fetchone()[0] == 500
+    assert not store.conn.in_transaction
+    assert not [t for t in threading.enumerate() if t.name.startswith("localfirst-import")]
 
 
 def test_streaming_reads_a_chunk_before_giving_the_first_response(big: Store, monkeypatch: pytest.MonkeyPatch) -> None:

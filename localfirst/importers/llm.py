@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["ImportReport", "import_llm", "import_llm_templates"]
 
 Progress = Callable[[int, int], None]
+# A batch as read from llm's file: its conversations, turns and attachments.
+_Batch = tuple[dict[str, Thread], list[Turn], Attachments]
 # Responses read and written per transaction.
 _BATCH = 5000
 _INSERT_RESPONSES = f"INSERT OR IGNORE INTO responses ({', '.join(RESPONSE_COLUMNS)}, rowid)"
@@ -103,25 +106,36 @@ def import_llm(store: Store, path: str | Path | None = None, *, progress: Progre
         _plan(store, source, report)
         total = store.conn.execute("SELECT count(*) FROM temp._lf_new").fetchone()[0]
         tree: MessageTree | None = None
-        for generation, reader in ((0, read_messages), (1, read_legacy)):
-            after = ""
-            while chunk := store.conn.execute(
-                "SELECT key, llm_id FROM temp._lf_new WHERE gen = ? AND key > ? ORDER BY key LIMIT ?",
-                [generation, after, batch],
-            ).fetchall():
-                after = chunk[-1][0]
-                _want(source.conn, [llm_id for _, llm_id in chunk])
-                atts = Attachments()
-                if generation == 0:
-                    tree = tree or message_tree(source)
-                    threads, turns = read_messages(source, atts, report.problems, tree=tree)
-                else:
-                    threads, turns = reader(source, atts, report.problems)
-                if turns:
-                    _write(store, threads, turns, atts, report)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
+
+        def read(generation: int, llm_ids: list[str]) -> _Batch:
+            nonlocal tree
+            _want(source.conn, llm_ids)
+            atts = Attachments()
+            if generation == 0:
+                tree = tree or message_tree(source)
+                threads, turns = read_messages(source, atts, report.problems, tree=tree)
+            else:
+                threads, turns = read_legacy(source, atts, report.problems)
+            return threads, turns, atts
+
+        # Batch n+1 is read from llm's file (a connection of its own) in a
+        # thread while batch n is written: SQLite lets go of Python's lock
+        # while it works on either.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-import") as reader:
+            held: tuple[Future[_Batch], int] | None = None  # read (or being read), not yet written
+            for generation in (0, 1):
+                after = ""
+                while chunk := store.conn.execute(
+                    "SELECT key, llm_id FROM temp._lf_new WHERE gen = ? AND key > ? ORDER BY key LIMIT ?",
+                    [generation, after, batch],
+                ).fetchall():
+                    after = chunk[-1][0]
+                    following = (reader.submit(read, generation, [llm_id for _, llm_id in chunk]), len(chunk))
+                    if held is not None:
+                        done = _write_read(store, held, report, done, total, progress)
+                    held = following
+            if held is not None:
+                _write_read(store, held, report, done, total, progress)
     except sqlite3.Error as exc:
         # Reading llm's file failed part way: it is damaged, or llm is rewriting it.
         raise translate(exc, source.path) from exc
@@ -134,6 +148,18 @@ def import_llm(store: Store, path: str | Path | None = None, *, progress: Progre
         source.close()
         store.conn.execute("DROP TABLE IF EXISTS temp._lf_new")
     return report
+
+
+def _write_read(store: Store, held: tuple[Future[_Batch], int], report: ImportReport, done: int, total: int,
+                progress: Progress | None) -> int:
+    """Write one batch once it is read (its reading's error is raised here); the responses done."""
+    threads, turns, atts = held[0].result()
+    if turns:
+        _write(store, threads, turns, atts, report)
+    done += held[1]
+    if progress is not None:
+        progress(done, total)
+    return done
 
 
 def _plan(store: Store, source: LlmSource, report: ImportReport) -> None:
