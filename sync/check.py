@@ -58,11 +58,20 @@ class Turns:
     to hand the lock back, so the two would take turns row by row, slower
     than one after the other. Instead the applier holds the checker back
     while it binds (:meth:`binding`); the checker waits at :meth:`pause`
-    between chunks of its work.
+    between chunks of its work. Leaving a ``with Turns()`` block lets the
+    checker go for good, so that a thread waiting for it to finish (a
+    ``ThreadPoolExecutor`` left after this block) never waits on an applier
+    that was interrupted.
     """
 
     def __init__(self) -> None:
         self._free = threading.Event()
+        self._free.set()
+
+    def __enter__(self) -> Turns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._free.set()
 
     def pause(self) -> None:
@@ -70,8 +79,9 @@ class Turns:
 
     @contextmanager
     def binding(self) -> Iterator[None]:
-        self._free.clear()
         try:
+            # Inside the try: a Ctrl-C as the checker is held back still lets it go.
+            self._free.clear()
             yield
         finally:
             self._free.set()

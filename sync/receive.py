@@ -130,16 +130,18 @@ def _pull_host(s: Session, schema: Schema, host: str, etag: str, head: tuple[int
     # applied only once the chain vouches for it and its check has passed.
     # The fetching generator is closed here, not by the garbage collector: finalised at a
     # random moment (in another thread's start-up, say) it would wait for its fetch threads
-    # while holding a lock.
+    # while holding a lock. The turns are left before the decoder is waited for: an applier
+    # interrupted while it held the checker back lets it go.
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
-            _pull_chain(s, schema, host, etag, head, chain, seqs, fetched, decoder, result, pin)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder, \
+                Turns() as turns:
+            _pull_chain(s, schema, host, etag, head, chain, seqs, fetched, decoder, turns, result, pin)
     finally:
         fetched.close()
 
 
 def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[int, str], chain: Chain,
-                seqs: range, fetched: Iterator[tuple[str, bytes]], decoder: ThreadPoolExecutor,
+                seqs: range, fetched: Iterator[tuple[str, bytes]], decoder: ThreadPoolExecutor, turns: Turns,
                 result: Pulled, pin: tuple[int, str] | None) -> None:
     head_seq, head_sha = head
     store = s.store_id()
@@ -148,7 +150,6 @@ def _pull_chain(s: Session, schema: Schema, host: str, etag: str, head: tuple[in
     waiting: list[tuple[int, str, Future[tuple[Header, Checked]]]] = []  # vouched for, not yet pinned
     verified = pin is None or chain.seq >= pin[0]
     prev = chain.sha256
-    turns = Turns()
     for q in seqs:
         key = log_key(host, q)
         try:

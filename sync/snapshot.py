@@ -310,10 +310,11 @@ def apply_snapshot(s: Session, schema: Schema, manifest: Manifest, *, on_part: C
     # while the one before it is applied (SQLite lets go of the GIL while it
     # writes; see check.Turns); each is applied, in order, only once its own
     # check has passed.
-    turns = Turns()
-    # Closed on the way out, not left to the garbage collector (see receive._pull_host).
+    # Closed on the way out, not left to the garbage collector (see receive._pull_host);
+    # the turns are left first, so that the decoder is never waited for while held back.
     with closing(in_order([k for k, _, _ in manifest.parts], fetch)) as parts, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="localfirst-decode") as decoder, \
+            Turns() as turns:
         held: tuple[str, Future[Any]] | None = None
         while True:
             try:
