@@ -21,6 +21,7 @@ import base64
 import gzip
 import hashlib
 import json
+import json.scanner
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -243,10 +244,35 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]
     return header, decode_lines(lines, schema, where=where, newer=header.schema > schema.version)
 
 
-# Lines parsed at a time: one parse of many lines is much faster than one
-# per line, and a pull's applier waits for the checker between chunks (see
-# sync.check.Turns), so a chunk is kept short.
+# Lines parsed at a time: one pass of the parser over many lines is faster
+# than one call of json.loads per line, and a pull's applier waits for the
+# checker between chunks (see sync.check.Turns), so a chunk is kept short.
 PARSE_CHUNK = 512
+# (typeshed asks for a scanner; what it reads are the attributes a decoder has too)
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def _parse_chunk(chunk: list[str]) -> list[Any] | None:
+    """The value of each line, when each is exactly one JSON value with nothing around it; else None.
+
+    The lines are read in one text, each value where its line starts, and
+    each must end where its line does: parsed as one array instead, half an
+    object on one line and the rest on the next would pass as one operation
+    as long as another line held two.
+    """
+    text = "\n".join(chunk)
+    out = []
+    at = 0
+    try:
+        for line in chunk:
+            value, end = _SCAN(text, at)
+            if end != at + len(line):
+                return None
+            out.append(value)
+            at = end + 1
+    except (ValueError, RecursionError, StopIteration):
+        return None
+    return out
 
 
 def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool,
@@ -256,13 +282,10 @@ def decode_lines(lines: list[str], schema: Schema, *, where: str, newer: bool,
     for start in range(0, len(lines), PARSE_CHUNK):
         pause()
         chunk = lines[start:start + PARSE_CHUNK]
-        try:
-            parsed = json.loads("[" + ",".join(chunk) + "]")
-        except (ValueError, RecursionError):
-            parsed = None
-        if parsed is None or len(parsed) != len(chunk):
-            # Every element is checked below whatever the lines held; a chunk
-            # that does not parse as a whole is read line by line to name the bad one.
+        parsed = _parse_chunk(chunk)
+        if parsed is None:
+            # A line with spaces around its value is read as json.loads reads it, and a
+            # bad one is named: the chunk again, line by line.
             parsed = []
             for n, line in enumerate(chunk, start=start + 2):
                 try:
