@@ -196,26 +196,31 @@ def _want(conn: Any, llm_ids: list[str]) -> None:
 
 def _write(store: Store, threads: dict[str, Thread], turns: list[Turn], atts: Attachments,
            report: ImportReport) -> None:
-    """One batch in one transaction."""
+    """One batch in one transaction; counted in ``report`` once it is committed."""
     turns.sort(key=lambda t: (t.values["datetime_utc"], t.values["id"]))
     first_prompt: dict[str, str | None] = {}
     for t in turns:
         first_prompt.setdefault(t.values["conversation_id"], t.values["prompt"])
     with store.write() as conn:
-        report.conversations += conn.executemany(
+        conversations = conn.executemany(
             "INSERT OR IGNORE INTO conversations (id, name, model, created_utc) VALUES (?, ?, ?, ?)",
             [(t.id, t.name or conversation_name(first_prompt.get(t.id)), t.model, t.created_utc)
              for t in threads.values()],
         ).rowcount
-        report.attachments += conn.executemany(
+        attachments = conn.executemany(
             "INSERT OR IGNORE INTO attachments (id, mime_type, size, content, path, url) VALUES (?, ?, ?, ?, ?, ?)",
             list(atts.rows.values()),
         ).rowcount
-        report.imported += insert_rows(conn, _INSERT_RESPONSES, [
+        imported = insert_rows(conn, _INSERT_RESPONSES, [
             tuple(t.values[c] for c in RESPONSE_COLUMNS) for t in turns], width=len(RESPONSE_COLUMNS),
             numbered="responses")
         conn.executemany(_INSERT_PART, [
             (t.values["id"], ordinal, *part) for t in turns for ordinal, part in enumerate(t.parts)])
+    # An interrupted batch is rolled back: what the interruption message
+    # says was imported must not count it.
+    report.conversations += conversations
+    report.attachments += attachments
+    report.imported += imported
 
 
 def import_llm_templates(store: Store, directory: str | Path | None = None) -> ImportResult:
