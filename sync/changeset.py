@@ -21,7 +21,6 @@ import base64
 import gzip
 import hashlib
 import json
-import json.scanner
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -244,33 +243,27 @@ def decode(data: bytes, schema: Schema, *, where: str) -> tuple[Header, Checked]
     return header, decode_lines(lines, schema, where=where, newer=header.schema > schema.version)
 
 
-# Lines parsed at a time: one pass of the parser over many lines is faster
-# than one call of json.loads per line, and a pull's applier waits for the
-# checker between chunks (see sync.check.Turns), so a chunk is kept short.
+# Lines parsed between two pauses of the checker (a pull's applier waits for
+# it there: see sync.check.Turns).
 PARSE_CHUNK = 512
-# (typeshed asks for a scanner; what it reads are the attributes a decoder has too)
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+_DECODER = json.JSONDecoder()
 
 
 def _parse_chunk(chunk: list[str]) -> list[Any] | None:
     """The value of each line, when each is exactly one JSON value with nothing around it; else None.
 
-    The lines are read in one text, each value where its line starts, and
-    each must end where its line does: parsed as one array instead, half an
-    object on one line and the rest on the next would pass as one operation
-    as long as another line held two.
+    Each line on its own: parsed together as one array, half an object on
+    one line and the rest on the next would pass as one operation as long as
+    another line held two.
     """
-    text = "\n".join(chunk)
     out = []
-    at = 0
     try:
         for line in chunk:
-            value, end = _SCAN(text, at)
-            if end != at + len(line):
+            value, end = _DECODER.raw_decode(line)
+            if end != len(line):
                 return None
             out.append(value)
-            at = end + 1
-    except (ValueError, RecursionError, StopIteration):
+    except (ValueError, RecursionError):
         return None
     return out
 
