@@ -228,15 +228,18 @@ class Applier:
         with self.turns.binding() if self.turns is not None else nullcontext():
             conn.executemany(f"INSERT INTO temp.{plan.stage} VALUES ({marks})", rows)
         try:
-            differing = conn.execute(plan.differ).fetchall()
-            if differing:
-                self._resolve(plan, rows, differing)
             if plan.table.mutable:
+                self._differing(plan, rows)
                 added = conn.execute(plan.fresh).fetchone()[0]
                 self.changed += conn.execute(plan.newer).fetchone()[0]
                 conn.execute(plan.insert)
             else:
+                # The insert leaves a row already here as it is, so the keys here
+                # with other content are the same after it as before; when it
+                # inserted every staged row (a new machine's pull), there are none.
                 added = conn.execute(plan.insert).rowcount
+                if added != len(rows):
+                    self._differing(plan, rows)
             if self.queue:
                 conn.execute(plan.queue)
         finally:
@@ -251,6 +254,12 @@ class Applier:
                 self._orphans.update(r[plan.key_at[0]] for r in rows)
             for i, _ in plan.carries_at:
                 self._orphans.update(r[i] for r in rows if r[i] is not None)
+
+    def _differing(self, plan: _Plan, rows: list[tuple[Any, ...]]) -> None:
+        """Resolve the staged rows whose key is here with other immutable content."""
+        differing = self.conn.execute(plan.differ).fetchall()
+        if differing:
+            self._resolve(plan, rows, differing)
 
     def _resolve(self, plan: _Plan, rows: list[tuple[Any, ...]], differing: list[tuple[Any, ...]]) -> None:
         """Same key, other immutable content: the smaller canonical hash wins here and everywhere."""
