@@ -59,7 +59,7 @@ class Turns:
     than one after the other. Instead the applier holds the checker back
     while it binds (:meth:`binding`); the checker waits at :meth:`pause`
     between chunks of its work. Leaving a ``with Turns()`` block lets the
-    checker go for good, so that a thread waiting for it to finish (a
+    checker go, so that a thread waiting for it to finish (a
     ``ThreadPoolExecutor`` left after this block) never waits on an applier
     that was interrupted.
     """
