@@ -92,8 +92,9 @@ def import_llm(store: Store, path: str | Path | None = None, *, progress: Progre
     The new responses are read and written ``batch`` at a time, each batch in
     one transaction (the next one read while one is written), so memory
     stays flat whatever the size of llm's file and an interrupted import
-    keeps the batches it wrote: the next run imports only the rest. ``progress(done, total)`` is called after each batch;
-    ``busy_timeout_ms`` bounds the wait while llm holds its write lock.
+    keeps the batches it wrote: the next run imports only the rest.
+    ``progress(done, total)`` is called after each batch; ``busy_timeout_ms``
+    bounds the wait while llm holds its write lock.
     """
     source = open_llm(path if path is not None else default_llm_path(), busy_timeout_ms=busy_timeout_ms)
     # The per-batch id lists (temp tables on both sides) stay in memory: a
