@@ -66,7 +66,7 @@ def decode_checked(body: bytes, schema: Schema, key: str, team: str | None, writ
 
 
 def _apply(s: Session, host: str, q: int, decoded: Future[tuple[Header, Checked]], chain: Chain,
-           result: Pulled, turns: Turns | None = None) -> None:
+           result: Pulled, turns: Turns) -> None:
     """Apply one changeset, once decoded and checked, and record it, in one transaction."""
     key = log_key(host, q)
     header, batch = decoded.result()  # raises what the check found, before anything is written

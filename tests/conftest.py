@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +70,14 @@ def fresh_store() -> Iterator[Store]:
     store = Store(connect(":memory:"))
     yield store
     store.close()
+
+
+@pytest.fixture
+def schema(fresh_store: Store) -> Any:
+    """The synced columns of a fresh store, as a changeset of schema 2 is checked against."""
+    from sync.check import Schema
+
+    return Schema(fresh_store.conn, 2)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 from collections import Counter
 from pathlib import Path
@@ -12,6 +14,23 @@ from localfirst.records import Attachment, Part, Response
 from localfirst.store import Store
 from sync.remotes import ObjectInfo, Remote
 from sync.tables import columns, present
+
+# A host and an HLC for hand-written changesets.
+HOST = "01h" + "0" * 20 + "hst"
+HLC = f"1700000000000.0000.{HOST}"
+
+
+def del_lines(n: int) -> list[str]:
+    """``n`` changeset lines, each deleting another response."""
+    return [json.dumps({"op": "del", "table": "responses", "key": f"01h{i:023d}", "hlc": HLC}) for i in range(n)]
+
+
+def raw_changeset(lines: list[str]) -> bytes:
+    """A changeset of these operation lines, as written, under a header that counts them."""
+    from sync.changeset import Header
+
+    head = Header(store="01h000000000000000000store", host=HOST, seq=1, prev="", schema=2, rows=len(lines))
+    return gzip.compress("\n".join([json.dumps(head.to_json()), *lines]).encode() + b"\n", mtime=0)
 
 
 class Crash(BaseException):

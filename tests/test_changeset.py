@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from localfirst.errors import CorruptObject
-from localfirst.store import Store
 from sync.changeset import FormatTooNew, Header, Op, Schema, decode, encode, read_header
 
 HOST = "01h" + "0" * 20 + "hst"
@@ -39,11 +38,6 @@ def ops() -> list[Op]:
         ("put", "parts", {"response_id": RID, "ordinal": 0, "role": "user", "type": "text", "text": "héllo"},
          None, None),
     ]
-
-
-@pytest.fixture
-def schema(fresh_store: Store) -> Schema:
-    return Schema(fresh_store.conn, 2)
 
 
 def test_same_changes_make_the_same_bytes() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import gzip
-import json
 import subprocess
 import sys
 import textwrap
@@ -13,61 +11,43 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synctools import new_store
+from synctools import HLC, del_lines, new_store, raw_changeset
 
 from bench.importer import make_current
 from localfirst.errors import CorruptObject, Interrupted
 from localfirst.importers import llm as llm_import
-from localfirst.store import Store
-from sync.changeset import PARSE_CHUNK, Header, decode
+from sync.changeset import PARSE_CHUNK, decode
 from sync.check import Schema, Turns
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "01h" + "0" * 20 + "hst"
-HLC = f"1700000000000.0000.{HOST}"
-
-
-def _dels(n: int) -> list[str]:
-    return [json.dumps({"op": "del", "table": "responses", "key": f"01h{i:023d}", "hlc": HLC}) for i in range(n)]
-
-
-def _changeset(lines: list[str]) -> bytes:
-    head = Header(store="01h000000000000000000store", host=HOST, seq=1, prev="", schema=2, rows=len(lines))
-    return gzip.compress("\n".join([json.dumps(head.to_json()), *lines]).encode() + b"\n", mtime=0)
-
-
-@pytest.fixture
-def schema(fresh_store: Store) -> Schema:
-    return Schema(fresh_store.conn, 2)
-
 
 # -- a line that is not one JSON value is refused, whatever the others hold ------------------------
 
 @pytest.mark.parametrize("at", [0, 100, PARSE_CHUNK - 3])
 def test_a_line_split_in_two_is_refused_even_when_another_line_holds_two_values(schema: Schema, at: int) -> None:
     """Joined with commas, the two halves make one op and the doubled line two: as many ops as lines."""
-    lines = _dels(PARSE_CHUNK + 10)
+    lines = del_lines(PARSE_CHUNK + 10)
     lines[at] = lines[at][:-1] + ', "note": "a'
     lines[at + 1] = 'b"}'
     lines[at + 2] = f"{lines[at + 2]}, {lines[at + 2]}"
     with pytest.raises(CorruptObject, match=f"^x line {at + 2} is not JSON"):
-        decode(_changeset(lines), schema, where="x")
+        decode(raw_changeset(lines), schema, where="x")
 
 
 def test_an_object_split_across_lines_is_refused(schema: Schema) -> None:
-    lines = _dels(20)
+    lines = del_lines(20)
     lines[3] = '{"op": "del", "table": "responses", "x": [{}'
     lines[4] = '{}], "key": "01h' + "4" * 23 + f'", "hlc": "{HLC}"}}'
     lines[9] = f"{lines[9]},{lines[9]}"
     with pytest.raises(CorruptObject, match="^x line 5 is not JSON"):
-        decode(_changeset(lines), schema, where="x")
+        decode(raw_changeset(lines), schema, where="x")
 
 
 def test_lines_with_spaces_around_their_value_still_decode(schema: Schema) -> None:
-    lines = _dels(PARSE_CHUNK + 3)
+    lines = del_lines(PARSE_CHUNK + 3)
     lines[7] = f"  {lines[7]}\t"
     lines[PARSE_CHUNK + 1] = f"{lines[PARSE_CHUNK + 1]}\r"
-    _, checked = decode(_changeset(lines), schema, where="x")
+    _, checked = decode(raw_changeset(lines), schema, where="x")
     assert [d[1] for d in checked.dels] == [f"01h{i:023d}" for i in range(PARSE_CHUNK + 3)]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import sqlite3
 import threading
@@ -11,38 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synctools import dump, log, new_store
+from synctools import HLC, del_lines, dump, log, new_store, raw_changeset
 
 import sync
 from localfirst.errors import CorruptObject
 from localfirst.store import Store
 from sync import receive
 from sync.apply import Applier
-from sync.changeset import PARSE_CHUNK, Header, check_ops, decode
+from sync.changeset import PARSE_CHUNK, check_ops, decode
 from sync.check import Schema, Turns
 
-HOST = "01h" + "0" * 20 + "hst"
-HLC = f"1700000000000.0000.{HOST}"
 T = "2026-11-30T12:00:00.000000Z"
-
-
-def _dels(n: int) -> list[str]:
-    return [json.dumps({"op": "del", "table": "responses", "key": f"01h{i:023d}", "hlc": HLC}) for i in range(n)]
-
-
-def _changeset(lines: list[str]) -> bytes:
-    head = Header(store="01h000000000000000000store", host=HOST, seq=1, prev="", schema=2, rows=len(lines))
-    return gzip.compress("\n".join([json.dumps(head.to_json()), *lines]).encode() + b"\n", mtime=0)
-
-
-@pytest.fixture
-def schema(fresh_store: Store) -> Schema:
-    return Schema(fresh_store.conn, 2)
-
 
 def test_a_changeset_of_many_chunks_decodes_whole(schema: Schema) -> None:
     n = PARSE_CHUNK * 2 + 7
-    _, checked = decode(_changeset(_dels(n)), schema, where="x")
+    _, checked = decode(raw_changeset(del_lines(n)), schema, where="x")
     assert [d[1] for d in checked.dels] == [f"01h{i:023d}" for i in range(n)]
 
 
@@ -50,17 +32,17 @@ def test_a_changeset_of_many_chunks_decodes_whole(schema: Schema) -> None:
 @pytest.mark.parametrize("damage", ["{not json", '{"op": "del"}, {"op": "del"}', "[1, 2"])
 def test_a_bad_line_is_named_in_any_chunk(schema: Schema, at: int, damage: str) -> None:
     """The line number is the line's own, however the lines were parsed together."""
-    lines = _dels(PARSE_CHUNK * 2 + 7)
+    lines = del_lines(PARSE_CHUNK * 2 + 7)
     lines[at] = damage
     with pytest.raises(CorruptObject, match=f"^x line {at + 2} is not JSON"):
-        decode(_changeset(lines), schema, where="x")
+        decode(raw_changeset(lines), schema, where="x")
 
 
 def test_a_bad_value_in_a_later_chunk_is_named(schema: Schema) -> None:
-    lines = _dels(PARSE_CHUNK * 3)
+    lines = del_lines(PARSE_CHUNK * 3)
     lines[PARSE_CHUNK * 2 + 10] = json.dumps({"op": "del", "table": "responses", "key": "../etc", "hlc": HLC})
     with pytest.raises(CorruptObject, match=f"^x line {PARSE_CHUNK * 2 + 12}: invalid key"):
-        decode(_changeset(lines), schema, where="x")
+        decode(raw_changeset(lines), schema, where="x")
 
 
 def test_pause_waits_while_the_applier_binds() -> None:
